@@ -1,0 +1,3 @@
+from clapsweep.cli import main
+
+raise SystemExit(main())

@@ -22,7 +22,27 @@ def _parser() -> argparse.ArgumentParser:
     summ = dsub.add_parser("summary", help="per dataset: clips, captions, classes, skipped")
     summ.add_argument("--root", required=True)
     summ.add_argument("--json", action="store_true")
+    train = sub.add_parser("train", help="train a teacher from a job config, then evaluate it")
+    train.add_argument("--config", required=True, help="job YAML (see configs/)")
+    ev = sub.add_parser("eval", help="zero-shot accuracy and retrieval of a trained job")
+    ev.add_argument("--checkpoint", required=True, help="job folder or its model.pt")
+    ev.add_argument("--tasks", nargs="+", help="subset of esc50 us8k tut17")
     return p
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from clapsweep import jobs
+    from clapsweep.progress import StepProgress
+
+    with StepProgress("train") as progress:
+        result = jobs.train_job(args.config, report=progress)
+    print(json.dumps(result, indent=2))
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from clapsweep import jobs
+
+    print(json.dumps(jobs.eval_job(args.checkpoint, args.tasks), indent=2))
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
@@ -38,7 +58,7 @@ def _cmd_data(args: argparse.Namespace) -> None:
         print(json.dumps(result, indent=2) if args.json else summary.render(result))
 
 
-COMMANDS = {"data": _cmd_data}
+COMMANDS = {"data": _cmd_data, "train": _cmd_train, "eval": _cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

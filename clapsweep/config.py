@@ -229,3 +229,38 @@ def load(cls: type, path: str | Path) -> Any:
         return from_dict(cls, data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+@dataclass
+class SynthConfig:
+    """Generate synthworld into `data.root` on first use."""
+
+    scale: Literal["tiny", "demo", "large"] = "demo"
+    seed: int = bounded(0, 0, None)
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/synthworld"
+    synth: SynthConfig | None = None
+    teacher: list[Literal["fsd50k", "clotho", "audiocaps", "macs"]] = field(
+        default_factory=lambda: ["fsd50k", "clotho", "audiocaps", "macs"]
+    )
+    wild: Literal["audioset"] = "audioset"
+    tasks: list[Literal["esc50", "us8k", "tut17"]] = field(
+        default_factory=lambda: ["esc50", "us8k", "tut17"]
+    )
+    fraction: float = bounded(1.0, 0.0, 1.0)  # teacher data fraction
+    cache: bool = True  # keep decoded, resampled audio under the output folder
+
+
+@dataclass
+class TrainJob:
+    """`clapsweep train --config FILE`: one teacher training and its zero-shot evaluation."""
+
+    out: str
+    data: DataConfig = field(default_factory=DataConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    init: str = ""  # optional weights (model.pt) to start from

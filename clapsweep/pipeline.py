@@ -1,0 +1,317 @@
+"""The five stages of the method as functions of (config, input artifact folders, output folder).
+
+    teacher  train CLAP on a fraction of the teacher pairs
+    embed    teacher embeddings of captions, teacher clips, wild clips and class prompts
+    curate   a DU / DS / ADS Improvement-Set from those embeddings
+    student  init from the teacher, train on the Improvement-Set with replay and soft labels
+    eval     zero-shot accuracy per task (and per fold), retrieval on held-out captions
+
+`run_stage(kind, config, inputs, out)` is what every backend calls. `config` is plain data;
+`inputs` maps a role to a finished artifact folder; `out` may hold a checkpoint of an earlier,
+interrupted attempt, from which training resumes. Held-out caption splits (Clotho evaluation,
+AudioCaps test, FSD50K eval) never train a teacher: they measure retrieval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clapsweep import curate, evaluate
+from clapsweep.config import FrontendConfig, ModelConfig, TrainConfig, from_dict
+from clapsweep.data.cache import AudioCache
+from clapsweep.data.datasets import Pair, load_dataset, task_classes, teacher_pairs
+from clapsweep.errors import UserError
+from clapsweep.metrics import prompt_for
+from clapsweep.models.clap import CLAP
+from clapsweep.train import WEIGHTS, TrainData, load_weights, pick_device, train
+
+HELD_OUT = {"evaluation", "test", "eval"}
+EMB_CHUNK = 4096  # clips per resumable embedding chunk
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+
+@functools.lru_cache(maxsize=32)
+def manifest(name: str, root: str):
+    """A dataset's manifest, read once per process (reading headers of every file is slow)."""
+    return load_dataset(name, root)
+
+
+def _configs(config: dict) -> tuple[FrontendConfig, ModelConfig]:
+    return (
+        from_dict(FrontendConfig, config.get("frontend"), "frontend"),
+        from_dict(ModelConfig, config.get("model"), "model"),
+    )
+
+
+def _cache(frontend: FrontendConfig) -> AudioCache:
+    root = os.environ.get("CLAPSWEEP_CACHE_DIR") or None
+    return AudioCache(root, frontend.sample_rate)
+
+
+def _model(config: dict, weights: Path | None = None, device: str | None = None) -> CLAP:
+    frontend, model_cfg = _configs(config)
+    model = CLAP(model_cfg, frontend)
+    if weights is not None:
+        load_weights(model, weights)
+    return model.to(pick_device(device))
+
+
+def training_pairs(data: dict, seed: int) -> list[Pair]:
+    """The teacher's training pairs: a seeded fraction of the non-held-out teacher pairs."""
+    manifests = [
+        dataclasses.replace(m, records=[r for r in m.records if r.fold not in HELD_OUT])
+        for m in (manifest(n, data["root"]) for n in data["teacher"])
+    ]
+    return teacher_pairs(manifests, data.get("fraction", 1.0), seed)
+
+
+def held_out_records(data: dict) -> list:
+    return [
+        r
+        for n in data["teacher"]
+        for r in manifest(n, data["root"]).records
+        if r.fold in HELD_OUT and r.captions
+    ]
+
+
+def _save_npy(path: Path, array: torch.Tensor) -> None:
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, array.numpy().astype(np.float16))
+    tmp.replace(path)
+
+
+def _load_npy(path: Path) -> torch.Tensor:
+    return torch.from_numpy(np.load(path).astype(np.float32))
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def stage_teacher(config: dict, inputs: dict, out: Path, report=None) -> dict:
+    frontend, _ = _configs(config)
+    cfg = from_dict(TrainConfig, config.get("train"), "train")
+    pairs = training_pairs(config["data"], cfg.seed)
+    model = _model(config, Path(config["init"]) if config.get("init") else None)
+    result = train(
+        model,
+        TrainData(main=pairs),
+        cfg,
+        out,
+        _cache(frontend),
+        frontend.clip_samples,
+        report=report,
+        checkpoint_every=config.get("checkpoint_every", 0),
+    )
+    return {**result, "pairs": len(pairs)}
+
+
+def _embed_audio_chunked(model, paths, out: Path, name: str, frontend, report) -> torch.Tensor:
+    """Embeds in chunks saved as they finish, so an interrupted pass resumes at the last one."""
+    parts = []
+    for c, start in enumerate(range(0, len(paths), EMB_CHUNK)):
+        part = out / f"{name}.part{c:05d}.npy"
+        if not part.exists():
+            emb, ok = evaluate.embed_audio(
+                model, paths[start : start + EMB_CHUNK], _cache(frontend), frontend.clip_samples
+            )
+            emb[~ok] = float("nan")  # undecodable clips are marked and dropped by curation
+            _save_npy(part, emb)
+            if report:
+                report({"embedded": min(start + EMB_CHUNK, len(paths)), "of": len(paths)})
+        parts.append(_load_npy(part))
+    full = torch.cat(parts) if parts else torch.zeros(0, model.dim)
+    _save_npy(out / f"{name}.npy", full)
+    for c in range(len(parts)):
+        (out / f"{name}.part{c:05d}.npy").unlink()
+    return full
+
+
+def stage_embed(config: dict, inputs: dict, out: Path, report=None) -> dict:
+    frontend, _ = _configs(config)
+    data = config["data"]
+    model = _model(config, Path(inputs["teacher"]) / WEIGHTS)
+    pairs = training_pairs(data, config["seed"])
+    _write_json(
+        out / "captions.json", [{"id": p.id, "clip": p.record_id, "text": p.caption} for p in pairs]
+    )
+    _save_npy(out / "caption_emb.npy", evaluate.embed_texts(model, [p.caption for p in pairs]))
+    clips = sorted({(p.record_id, p.path) for p in pairs})
+    wild = [(r.id, r.path) for r in manifest(data["wild"], data["root"]).records]
+    for name, table in (("teacher_clips", clips), ("wild", wild)):
+        _write_json(out / f"{name}.json", [{"id": i, "path": p} for i, p in table])
+        _embed_audio_chunked(model, [p for _, p in table], out, f"{name}_emb", frontend, report)
+    prompts = {}
+    for task in data["tasks"]:
+        prompts[task] = task_classes(manifest(task, data["root"]))
+        emb = evaluate.embed_texts(model, [prompt_for(c) for c in prompts[task]])
+        _save_npy(out / f"prompt_emb_{task}.npy", emb)
+    _write_json(out / "prompts.json", prompts)
+    return {"captions": len(pairs), "teacher_clips": len(clips), "wild_clips": len(wild)}
+
+
+class Embeddings:
+    """Read side of an embed artifact: id tables and embedding rows."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.captions = json.loads((self.folder / "captions.json").read_text())
+        self.caption_emb = _load_npy(self.folder / "caption_emb.npy")
+        self.clip_path, self.clip_emb = {}, {}
+        for name in ("teacher_clips", "wild"):
+            table = json.loads((self.folder / f"{name}.json").read_text())
+            emb = _load_npy(self.folder / f"{name}_emb.npy")
+            for row, entry in enumerate(table):
+                if not torch.isnan(emb[row]).any():
+                    self.clip_path[entry["id"]] = entry["path"]
+                    self.clip_emb[entry["id"]] = emb[row]
+        self.caption_row = {c["id"]: i for i, c in enumerate(self.captions)}
+
+    def wild(self) -> tuple[list[str], torch.Tensor]:
+        ids = [e["id"] for e in json.loads((self.folder / "wild.json").read_text())]
+        ids = [i for i in ids if i in self.clip_emb]
+        emb = torch.stack([self.clip_emb[i] for i in ids]) if ids else torch.zeros(0, 1)
+        return ids, emb
+
+    def prompts(self, task: str) -> torch.Tensor:
+        path = self.folder / f"prompt_emb_{task}.npy"
+        if not path.exists():
+            raise UserError(f"task {task} was not embedded; add it to data.tasks")
+        return _load_npy(path)
+
+    def pairs_of(self, caption_ids: list[str], clip_ids: list[str]) -> TrainData:
+        """Training pairs with their teacher embeddings (for soft labels)."""
+        pairs, audio, text = [], [], []
+        for cap, clip in zip(caption_ids, clip_ids, strict=True):
+            row = self.caption_row[cap]
+            pairs.append(
+                Pair(f"{cap}@{clip}", clip, self.clip_path[clip], self.captions[row]["text"])
+            )
+            audio.append(self.clip_emb[clip])
+            text.append(self.caption_emb[row])
+        return TrainData(main=pairs, main_teacher=(torch.stack(audio), torch.stack(text)))
+
+    def teacher_set(self) -> TrainData:
+        keep = [c for c in self.captions if c["clip"] in self.clip_emb]
+        return self.pairs_of([c["id"] for c in keep], [c["clip"] for c in keep])
+
+    def improvement(self, imp: curate.ImprovementSet) -> TrainData:
+        return self.pairs_of(
+            [imp.captions[i] for i in imp.caption_idx], [imp.clips[i] for i in imp.clip_idx]
+        )
+
+
+def stage_curate(config: dict, inputs: dict, out: Path, report=None) -> dict:
+    emb = Embeddings(inputs["embed"])
+    caption_ids = [c["id"] for c in emb.captions]
+    strategy, task = config["strategy"], config.get("task", "")
+    opts = {"chunk": config.get("chunk", curate.DEFAULT_CHUNK)}
+    wild_ids, wild_emb = emb.wild()
+    if strategy == "du":
+        imp = curate.build_du(
+            emb.caption_emb, wild_emb, config["sigma"], caption_ids, wild_ids,
+            top_k=config.get("top_k"), **opts,
+        )  # fmt: skip
+    elif strategy == "ds":
+        clip_of = [c["clip"] for c in emb.captions]
+        imp = curate.build_ds(
+            emb.caption_emb, emb.prompts(task), config["sigma_ds"], caption_ids, clip_of, task,
+            **opts,
+        )  # fmt: skip
+    elif strategy == "ads":
+        imp = curate.build_ads(
+            emb.caption_emb, emb.prompts(task), wild_emb, config["sigma_ds"], config["sigma"],
+            caption_ids, wild_ids, task, top_k=config.get("top_k"), **opts,
+        )  # fmt: skip
+    else:
+        raise UserError(f"curate: unknown strategy {strategy!r}; expected du, ds or ads")
+    imp.save(out / "improvement")
+    return {**imp.counts(), "strategy": strategy, "task": task, "max_sims": imp.max_sims}
+
+
+def stage_student(config: dict, inputs: dict, out: Path, report=None) -> dict:
+    frontend, _ = _configs(config)
+    cfg = from_dict(TrainConfig, config.get("train"), "train")
+    emb = Embeddings(inputs["embed"])
+    imp = curate.require_nonempty(
+        curate.ImprovementSet.load(Path(inputs["improvement"]) / "improvement")
+    )
+    data = emb.improvement(imp)
+    if "replay" in inputs:  # ADS replays the DS set
+        replay = emb.improvement(curate.ImprovementSet.load(Path(inputs["replay"]) / "improvement"))
+    else:  # DU and DS replay the teacher's training set
+        replay = emb.teacher_set()
+    data.replay, data.replay_teacher = replay.main, replay.main_teacher
+    model = _model(config, Path(inputs["teacher"]) / WEIGHTS)
+    result = train(
+        model,
+        data,
+        cfg,
+        out,
+        _cache(frontend),
+        frontend.clip_samples,
+        report=report,
+        checkpoint_every=config.get("checkpoint_every", 0),
+    )
+    return {**result, "pairs": len(data.main), "replay_pairs": len(data.replay)}
+
+
+def stage_eval(config: dict, inputs: dict, out: Path, report=None) -> dict:
+    frontend, _ = _configs(config)
+    data = config["data"]
+    weights = inputs.get("model")
+    if weights is not None:
+        weights = Path(weights) / WEIGHTS
+    elif config.get("msclap_checkpoint"):
+        weights = None
+    model = _model(config, weights)
+    if config.get("msclap_checkpoint"):
+        from clapsweep.models.interop import load_msclap
+
+        load_msclap(model, config["msclap_checkpoint"], frontend)
+    cache = _cache(frontend)
+    result = {}
+    for task in data["tasks"]:
+        records = manifest(task, data["root"]).records
+        result[task] = evaluate.zero_shot(model, records, cache, frontend.clip_samples)
+        if report:
+            report({"task": task, "accuracy": result[task]["accuracy"]})
+    held = held_out_records(data) if data.get("teacher") else []
+    if held:
+        result["retrieval"] = evaluate.retrieval(model, held, cache, frontend.clip_samples)
+    _write_json(out / "metrics.json", result)
+    return result
+
+
+STAGES: dict[str, Callable] = {
+    "teacher": stage_teacher,
+    "embed": stage_embed,
+    "curate": stage_curate,
+    "student": stage_student,
+    "eval": stage_eval,
+}
+
+
+def run_stage(
+    kind: str, config: dict, inputs: dict, out: Path, report: Callable[[dict], None] | None = None
+) -> dict:
+    if kind not in STAGES:
+        raise ValueError(f"unknown stage kind {kind!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return STAGES[kind](config, {k: Path(v) for k, v in inputs.items()}, out, report)

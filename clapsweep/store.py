@@ -1,0 +1,213 @@
+"""The artifact store: one folder per finished stage, written atomically.
+
+Layout under a sweep's workdir:
+    stages/<kind>-<key>/            a finished artifact: the stage's files and meta.json
+    stages/<kind>-<key>.partial/    the stage at work; a stable name, so a stage that was
+                                    interrupted finds its checkpoint there when it runs again
+    stages/<kind>-<key>.failed.json the last attempt failed: message, log path, time
+    logs/<kind>-<key>.log           one line per attempt, and the traceback of a failure
+    .lock                           held (fcntl.flock) by the one driver working on the sweep
+
+A stage is finished when its final folder holds meta.json. meta.json is written inside the
+.partial folder, which is then renamed to the final name: a reader sees either nothing or the
+whole artifact, whenever the writer is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from clapsweep.errors import UserError
+
+META = "meta.json"
+
+
+class Store:
+    def __init__(self, workdir: str | Path) -> None:
+        self.workdir = Path(workdir)
+        self.stages = self.workdir / "stages"
+        self.logs = self.workdir / "logs"
+
+    # ------------------------------------------------------------------ paths and state
+
+    def final(self, name: str) -> Path:
+        return self.stages / name
+
+    def partial(self, name: str) -> Path:
+        return self.stages / f"{name}.partial"
+
+    def failed_path(self, name: str) -> Path:
+        return self.stages / f"{name}.failed.json"
+
+    def log_path(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def is_done(self, name: str) -> bool:
+        return (self.final(name) / META).is_file()
+
+    def meta(self, name: str) -> dict[str, Any] | None:
+        """meta.json of a finished stage, or None."""
+        path = self.final(name) / META
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def failure(self, name: str) -> dict[str, Any] | None:
+        """The failure record of the last attempt, or None."""
+        path = self.failed_path(name)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def has_partial(self, name: str) -> bool:
+        return self.partial(name).is_dir()
+
+    # ------------------------------------------------------------------ writing
+
+    def begin(self, name: str) -> Path:
+        """Start (or resume) a stage: clear its failure record, return its .partial folder."""
+        self.failed_path(name).unlink(missing_ok=True)
+        work = self.partial(name)
+        work.mkdir(parents=True, exist_ok=True)
+        self._log(name, f"start in {work}" + (" (resuming)" if any(work.iterdir()) else ""))
+        return work
+
+    def commit(self, name: str, meta: dict[str, Any]) -> Path:
+        """Write meta.json into the .partial folder and rename it into place atomically."""
+        work, final = self.partial(name), self.final(name)
+        write_json(work / META, meta)
+        if final.exists():
+            # Only a hand-made or damaged folder can be here (a finished one is never rerun).
+            shutil.rmtree(final)
+        os.replace(work, final)
+        _fsync_dir(self.stages)
+        self._log(name, f"finished in {meta.get('duration_s', 0):.1f} s")
+        return final
+
+    def fail(self, name: str, message: str, traceback_text: str) -> dict[str, Any]:
+        """Record a failed attempt: the traceback in the log, a .failed.json marker."""
+        log = self.log_path(name)
+        self._log(name, f"failed: {message}\n{traceback_text.rstrip()}")
+        record = {"message": message, "log": str(log), "time": _now()}
+        self.stages.mkdir(parents=True, exist_ok=True)
+        write_json(self.failed_path(name), record)
+        return record
+
+    def _log(self, name: str, line: str) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path(name), "a") as f:
+            f.write(f"[{_now()}] {line}\n")
+
+    # ------------------------------------------------------------------ the driver lock
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the workdir's lock; a second driver gets a UserError instead of waiting."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.workdir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(
+                    f"{self.workdir}: another run holds this sweep's lock "
+                    f"({self.workdir / '.lock'}); wait for it to finish or stop it first"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{socket.gethostname()} pid {os.getpid()}\n".encode())
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def is_locked(self) -> bool:
+        """Whether some driver holds the lock now."""
+        path = self.workdir / ".lock"
+        if not path.is_file():
+            return False
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+
+# ----------------------------------------------------------------------------- meta.json
+
+
+def make_meta(
+    kind: str,
+    key: str,
+    config: dict[str, Any],
+    inputs: dict[str, str],
+    result: dict[str, Any],
+    started: float,
+    finished: float,
+) -> dict[str, Any]:
+    """The record every artifact carries: what it is, what made it, where and when."""
+    return {
+        "kind": kind,
+        "key": key,
+        "config": config,
+        "inputs": inputs,
+        "result": result,
+        "versions": versions(),
+        "host": socket.gethostname(),
+        "started": _iso(started),
+        "finished": _iso(finished),
+        "duration_s": round(finished - started, 3),
+    }
+
+
+def versions() -> dict[str, str | None]:
+    return {
+        "python": platform.python_version(),
+        "torch": _version("torch"),
+        "clapsweep": _version("clapsweep"),
+        "platform": sys.platform,
+    }
+
+
+def _version(package: str) -> str | None:
+    # Package metadata, so that writing meta.json never imports torch.
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write via a temporary file and rename, flushed to disk first."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+
+
+def _now() -> str:
+    return _iso(time.time())

@@ -1,0 +1,183 @@
+"""CLI handlers for `clapsweep run` and `clapsweep status`: parse, call the runner, print.
+
+Tables go to stdout (rich when stdout is a terminal, plain text otherwise; one JSON object
+with --json); progress goes to stderr, one line per stage event. Handlers return the exit
+code: 0, or 1 when a stage failed. UserErrors propagate to cli.main (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, TextIO
+
+from clapsweep.sweep.runner import run_sweep, status
+from clapsweep.sweep.spec import SweepSpec, load_spec
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add `run` and `status` to the CLI; each parser's `handler` default is its function."""
+    run = subparsers.add_parser("run", help="run a sweep: plan, resume, execute what is missing")
+    run.add_argument("sweep", metavar="SWEEP", help="the sweep's YAML file")
+    run.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
+    run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    run.add_argument("--backend", choices=["local", "ray"], help="override backend.kind")
+    run.add_argument("--workdir", metavar="DIR", help="override the sweep's workdir")
+    run.set_defaults(handler=cmd_run)
+    stat = subparsers.add_parser("status", help="what is done / running / failed, per stage")
+    stat.add_argument("sweep", metavar="SWEEP", help="the sweep's YAML file")
+    stat.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    stat.add_argument("--workdir", metavar="DIR", help="the workdir given to `run`, if any")
+    stat.set_defaults(handler=cmd_status)
+
+
+def load_with_overrides(args: argparse.Namespace) -> SweepSpec:
+    spec = load_spec(args.sweep)
+    if getattr(args, "backend", None):
+        spec.backend.kind = args.backend
+    if getattr(args, "workdir", None):
+        spec.workdir = os.path.abspath(args.workdir)
+    return spec
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    spec = load_with_overrides(args)
+    if args.dry_run:
+        info = run_sweep(spec, dry_run=True)
+        if args.json:
+            print(json.dumps(info))
+        else:
+            _print_plan(info)
+        return 0
+    summary = run_sweep(spec, on_event=ProgressPrinter(sys.stderr))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    return 1 if summary["stages_failed"] else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    spec = load_with_overrides(args)
+    info = status(spec)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    fields = ["total", "done", "running", "failed", "pending"]
+    rows = [[kind] + [str(c[f]) for f in fields] for kind, c in info["kinds"].items()]
+    rows.append(["all"] + [str(info["totals"][f]) for f in fields])
+    state = "a run holds the lock" if info["locked"] else "no run is active"
+    _table(f"{info['sweep']} ({info['workdir']}; {state})", ["stage"] + fields, rows)
+    _print_failures(info["failures"])
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status}
+
+
+# ----------------------------------------------------------------------------- printing
+
+
+def _print_plan(info: dict[str, Any]) -> None:
+    fields = ["total", "done", "new", "shared"]
+    rows = [[kind] + [str(c[f]) for f in fields] for kind, c in info["kinds"].items()]
+    rows.append(["all"] + [str(info["totals"][f]) for f in fields])
+    title = f"plan of {info['sweep']}: {info['layers']} layers, backend {info['backend']}"
+    _table(title, ["stage"] + fields, rows)
+    for kind, r in info["resources"].items():
+        print(f"  {kind} asks for {r['cpu']:g} cpu, {r['gpu']:g} gpu")
+    print(f"workdir: {info['workdir']}")
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    print(
+        f"{s['sweep']}: {s['stages_total']} stages: {s['stages_executed']} run, "
+        f"{s['stages_cached']} cached, {s['stages_failed']} failed, "
+        f"{s['stages_skipped']} skipped, in {s['duration_s']:.1f} s ({s['workdir']})"
+    )
+    _print_failures(s["failures"])
+
+
+def _print_failures(failures: list[dict[str, Any]]) -> None:
+    for f in failures:
+        print(f"FAILED {f['name']}: {f['message']}\n  log: {f['log']}")
+    if failures:
+        print("A failed stage is retried by the next `clapsweep run`.")
+
+
+def _table(title: str, headers: list[str], rows: list[list[str]]) -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for i, h in enumerate(headers):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+        return
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    print(title)
+    for row in [headers, *rows]:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        print("  ".join(cells))
+
+
+def describe_users(users: list[dict[str, Any]]) -> str:
+    """'DU seed 0 f=1.0 esc50,us8k (+3 more)': who a stage is for."""
+    if not users:
+        return ""
+    u = users[0]
+    text = str(u["row"])
+    if u.get("seed") is not None:
+        text += f" seed {u['seed']} f={u['fraction']}"
+    if len(u.get("tasks", [])) == 1:
+        text += f" {u['tasks'][0]}"
+    return text + (f" (+{len(users) - 1} more)" if len(users) > 1 else "")
+
+
+class ProgressPrinter:
+    """on_event callback: one line per stage start, finish, failure or skip; training
+    progress at most every `every` seconds per stage."""
+
+    def __init__(self, stream: TextIO, every: float = 10.0) -> None:
+        self.stream, self.every = stream, every
+        self.started: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        kind = e["event"]
+        if kind == "plan":
+            todo = e["stages_total"] - e["stages_cached"]
+            self._say(f"{e['stages_total']} stages: {e['stages_cached']} done, {todo} to run")
+        elif kind == "data":
+            self._say(f"generating synthworld ({e['scale']}) into {e['root']}")
+        elif kind == "start":
+            self.started[e["name"]] = time.time()
+            self._say(f"start   {e['name']}  {describe_users(e['users'])}")
+        elif kind == "progress":
+            now = time.time()
+            if now - self.last.get(e["name"], 0.0) >= self.every:
+                self.last[e["name"]] = now
+                shown = " ".join(f"{k} {_short(v)}" for k, v in e["metrics"].items())
+                self._say(f"        {e['name']}  {shown}")
+        elif kind == "done":
+            took = time.time() - self.started.get(e["name"], time.time())
+            self._say(f"done    {e['name']}  {took:.1f} s")
+        elif kind == "failed":
+            self._say(f"FAILED  {e['name']}: {e['message']} (log: {e['log']})")
+        elif kind == "skipped":
+            self._say(f"skipped {e['name']}: its input {e['because']} did not finish")
+
+    def _say(self, line: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {line}", file=self.stream, flush=True)
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

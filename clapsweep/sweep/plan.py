@@ -1,0 +1,255 @@
+"""Spec -> trials -> a DAG of stages with content keys; identical stages are merged.
+
+A trial is one cell of the grid: the teacher of a (seed, fraction), or one student row at a
+(seed, fraction) and, for the task-specific strategies DS and ADS, one task. Each trial asks
+for the stages it needs; a stage's key is a hash of its kind, the part of its config that
+affects the result, its inputs' names and SCHEMA_VERSION. Two trials asking for the same
+stage get the same key, so the stage is planned (and run) once: Table 2 trains one teacher
+per seed, and DU and DU+SL with the same sigma share one curation.
+
+Stage configs (what `clapsweep.pipeline.run_stage` receives), inputs by role:
+- teacher: {data: {root, teacher, fraction, seed}, frontend, model, train}; no inputs.
+- embed: {data: {root, teacher, fraction, seed, wild}, frontend, model}; inputs {teacher}.
+- curate du: {strategy, sigma, top_k, chunk}; inputs {embed}.
+- curate ds: {strategy, task, sigma_ds, top_k, chunk, data: {root, tasks: [task]}, model};
+  inputs {teacher, embed} (the task's class prompts are embedded with the teacher).
+- curate ads: as ds plus sigma; inputs {teacher, embed, ds} (ds: the DS curation it filters).
+- student: {data (as embed), frontend, model, train}; train = the merged student TrainConfig
+  with the row's beta, replay, soft_target and the seed; inputs {teacher, embed, improvement}
+  and for ADS also {replay} (the DS set; DU and DS replay the teacher's own set).
+- eval: {data: {root, tasks}, frontend, model}; inputs {model}. The MS-CLAP baseline has no
+  inputs and a `checkpoint` path instead.
+Every config also carries `runtime` ({cache_dir}), which is left out of the key, like the
+other knobs that change speed but not results (VOLATILE).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from clapsweep.config import FrontendConfig, ModelConfig
+from clapsweep.sweep.spec import STAGE_KINDS, RowSpec, SweepSpec, row_sigma
+
+# Bump when a stage's code changes what it produces: every key changes, everything reruns.
+SCHEMA_VERSION = 1
+
+# Config paths that do not change a stage's result; they are passed on but not hashed.
+VOLATILE: dict[str, list[tuple[str, ...]]] = {
+    "teacher": [("train", "num_workers"), ("train", "log_every")],
+    "student": [("train", "num_workers"), ("train", "log_every")],
+    "curate": [("chunk",)],
+}
+
+
+@dataclass
+class PlannedStage:
+    kind: str  # teacher | embed | curate | student | eval
+    key: str  # 16 hex digits
+    config: dict[str, Any]
+    inputs: dict[str, str]  # role -> name of the stage it reads
+    users: list[dict[str, Any]] = field(default_factory=list)  # trials: row, seed, fraction, tasks
+    layer: int = 0  # 0 for stages without inputs, else 1 + the deepest input
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.key}"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"name": self.name}
+
+
+@dataclass
+class Plan:
+    sweep: str
+    stages: dict[str, PlannedStage]  # by name, every stage after its inputs
+
+    def layers(self) -> list[list[PlannedStage]]:
+        """Stages grouped by depth: every stage's inputs lie in earlier layers."""
+        out: list[list[PlannedStage]] = []
+        for stage in self.stages.values():
+            while len(out) <= stage.layer:
+                out.append([])
+            out[stage.layer].append(stage)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sweep": self.sweep,
+            "schema_version": SCHEMA_VERSION,
+            "stages": [s.to_json() for s in self.stages.values()],
+        }
+
+
+def stage_key(kind: str, config: dict[str, Any], inputs: dict[str, str]) -> str:
+    """sha256 of kind, the result-affecting config, the inputs and SCHEMA_VERSION (16 hex)."""
+    payload = {
+        "kind": kind,
+        "config": _key_config(kind, config),
+        "inputs": sorted(inputs.items()),
+        "schema": SCHEMA_VERSION,
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _key_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(config))  # a deep copy that also proves it is JSON-able
+    out.pop("runtime", None)
+    for path in VOLATILE.get(kind, []):
+        node = out
+        for part in path[:-1]:
+            node = node.get(part, {})
+        node.pop(path[-1], None)
+    return out
+
+
+# ----------------------------------------------------------------------------- building
+
+
+class _Builder:
+    def __init__(self, sweep: str) -> None:
+        self.plan = Plan(sweep=sweep, stages={})
+
+    def add(self, kind: str, config: dict, inputs: dict[str, str], user: dict) -> str:
+        """Plan a stage (or find the identical one already planned); returns its name."""
+        assert kind in STAGE_KINDS
+        key = stage_key(kind, config, inputs)
+        name = f"{kind}-{key}"
+        stage = self.plan.stages.get(name)
+        if stage is None:
+            layer = 1 + max((self.plan.stages[n].layer for n in inputs.values()), default=-1)
+            stage = PlannedStage(kind, key, config, dict(inputs), layer=layer)
+            self.plan.stages[name] = stage
+        self.use(name, user)
+        return name
+
+    def use(self, name: str, user: dict) -> None:
+        users = self.plan.stages[name].users
+        if user not in users:
+            users.append(dict(user))
+
+
+def build_plan(spec: SweepSpec) -> Plan:
+    """Expand the grid into stages; identical stages (same key) appear once."""
+    b = _Builder(spec.name)
+    runtime = {"cache_dir": f"{spec.workdir}/cache" if spec.data.cache else None}
+    tasks = list(spec.data.tasks)
+    for seed in spec.grid.seed:
+        for fraction in spec.grid.teacher_fraction:
+            trial = {"seed": seed, "fraction": fraction}
+            data = {
+                "root": spec.data.root,
+                "teacher": list(spec.data.teacher),
+                "fraction": fraction,
+                "seed": seed,
+            }
+            teacher_cfg = {
+                "data": data,
+                "frontend": _asdict(spec.frontend),
+                "model": _asdict(spec.model),
+                "train": _asdict(spec.train) | {"seed": seed},
+                "runtime": runtime,
+            }
+            user = {"row": "teacher", **trial, "tasks": tasks}
+            teacher = b.add("teacher", teacher_cfg, {}, user)
+            b.add("eval", _eval_config(spec, tasks, runtime), {"model": teacher}, user)
+            embed_cfg = {
+                "data": data | {"wild": spec.data.wild},
+                "frontend": _asdict(spec.frontend),
+                "model": _asdict(spec.model),
+                "runtime": runtime,
+            }
+            embed = b.add("embed", embed_cfg, {"teacher": teacher}, user)
+            for row in spec.grid.rows:
+                if row.strategy == "du":
+                    groups = [tasks]
+                else:
+                    groups = [[t] for t in tasks]
+                for group in groups:
+                    user = {"row": row.name, **trial, "tasks": group}
+                    b.use(teacher, user)
+                    b.use(embed, user)
+                    _plan_row(b, spec, row, group, teacher, embed, embed_cfg, user, runtime)
+    if spec.msclap_checkpoint:
+        cfg = {
+            "checkpoint": spec.msclap_checkpoint,
+            "data": {"root": spec.data.root, "tasks": tasks},
+            # MS-CLAP 2022 is CNN14 + BERT-base with the paper's front-end.
+            "frontend": _asdict(FrontendConfig()),
+            "model": _asdict(ModelConfig(audio="cnn14", text="bert-base-uncased", dim=1024)),
+            "runtime": runtime,
+        }
+        user = {"row": "msclap", "seed": None, "fraction": None, "tasks": tasks}
+        b.add("eval", cfg, {}, user)
+    return b.plan
+
+
+def _plan_row(
+    b: _Builder,
+    spec: SweepSpec,
+    row: RowSpec,
+    tasks: list[str],
+    teacher: str,
+    embed: str,
+    embed_cfg: dict,
+    user: dict,
+    runtime: dict,
+) -> None:
+    """Curation(s), the student and its evaluation for one row trial."""
+    top = {"top_k": spec.curate.top_k, "chunk": spec.curate.chunk}
+    if row.strategy == "du":
+        cfg = {"strategy": "du", "sigma": row_sigma(row, "sigma", "")} | top | {"runtime": runtime}
+        improvement = b.add("curate", cfg, {"embed": embed}, user)
+        replay = None
+    else:
+        (task,) = tasks
+        base = {
+            "task": task,
+            "sigma_ds": row_sigma(row, "sigma_ds", task),
+            **top,
+            "data": {"root": spec.data.root, "tasks": [task]},
+            "model": _asdict(spec.model),
+            "runtime": runtime,
+        }
+        ds_inputs = {"teacher": teacher, "embed": embed}
+        ds = b.add("curate", {"strategy": "ds"} | base, ds_inputs, user)
+        if row.strategy == "ds":
+            improvement, replay = ds, None
+        else:
+            cfg = {"strategy": "ads", "sigma": row_sigma(row, "sigma", task)} | base
+            improvement = b.add("curate", cfg, ds_inputs | {"ds": ds}, user)
+            replay = ds
+    train = _asdict(spec.student_train())
+    for name in ("beta", "replay", "soft_target"):
+        if getattr(row, name) is not None:
+            train[name] = getattr(row, name)
+    train["seed"] = user["seed"]
+    student_cfg = {
+        "data": embed_cfg["data"],
+        "frontend": _asdict(spec.frontend),
+        "model": _asdict(spec.model),
+        "train": train,
+        "runtime": runtime,
+    }
+    inputs = {"teacher": teacher, "embed": embed, "improvement": improvement}
+    if replay is not None:
+        inputs["replay"] = replay
+    student = b.add("student", student_cfg, inputs, user)
+    b.add("eval", _eval_config(spec, tasks, runtime), {"model": student}, user)
+
+
+def _eval_config(spec: SweepSpec, tasks: list[str], runtime: dict) -> dict:
+    return {
+        "data": {"root": spec.data.root, "tasks": list(tasks)},
+        "frontend": _asdict(spec.frontend),
+        "model": _asdict(spec.model),
+        "runtime": runtime,
+    }
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)

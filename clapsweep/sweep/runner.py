@@ -1,0 +1,375 @@
+"""The sweep driver: plan, check the store, run the ready stages layer by layer, summarise.
+
+All state lives in the store (see clapsweep.store), none in the driver: a driver killed at
+any moment is restarted with the same command. Finished stages are never run again, a stage
+that was interrupted resumes in its .partial folder, a failed one is retried, and the
+dependents of a failed stage are skipped while the rest of the sweep goes on.
+
+Hooks for the backends and tracking added later:
+- `Backend` (clapsweep.sweep.local) runs one layer; `make_backend` picks one from the spec.
+- `Tracker` receives each stage execution (start, progress, final metrics or failure) in the
+  process that runs it, and the sweep summary at the end; `make_tracker` picks one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clapsweep.errors import UserError
+from clapsweep.store import Store, make_meta, write_json
+from clapsweep.sweep.local import Backend, LocalBackend, Report
+from clapsweep.sweep.plan import Plan, PlannedStage, build_plan
+from clapsweep.sweep.spec import STAGE_KINDS, SweepSpec
+
+StageFn = Callable[..., dict[str, Any]]
+OnEvent = Callable[[dict[str, Any]], None]
+
+
+class StageFailed(Exception):
+    """A stage raised; its traceback is in `log`. Picklable, so remote backends return it."""
+
+    def __init__(self, name: str, message: str, log: str) -> None:
+        super().__init__(name, message, log)
+        self.name, self.message, self.log = name, message, log
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# ----------------------------------------------------------------------------- tracking hook
+
+
+class TrackerRun:
+    """One stage execution as the tracker sees it. The base class records nothing."""
+
+    def log(self, metrics: dict[str, Any]) -> None: ...
+
+    def finish(self, result: dict[str, Any]) -> None: ...
+
+    def fail(self, message: str) -> None: ...
+
+
+class Tracker:
+    """Experiment tracking (W&B later). Must be picklable: remote backends ship it along."""
+
+    def start(self, stage: PlannedStage, sweep: str) -> TrackerRun:
+        return TrackerRun()
+
+    def close(self, summary: dict[str, Any]) -> None:
+        """Called by the driver once the sweep's run is over."""
+
+
+def make_tracker(spec: SweepSpec) -> Tracker:
+    if not spec.tracking.wandb.enabled:
+        return Tracker()
+    try:
+        from clapsweep.sweep.tracking import WandbTracker  # added with the W&B work
+    except ModuleNotFoundError as e:
+        if e.name != "clapsweep.sweep.tracking":
+            raise
+        return Tracker()
+    return WandbTracker(spec)
+
+
+def make_backend(spec: SweepSpec) -> Backend:
+    if spec.backend.kind == "local":
+        return LocalBackend()
+    try:
+        from clapsweep.sweep.ray_backend import RayBackend  # added with the Ray work
+    except ModuleNotFoundError as e:
+        if e.name != "clapsweep.sweep.ray_backend":
+            raise
+        raise UserError(
+            "backend.kind: the ray backend is not available in this version; use local"
+        ) from None
+    return RayBackend(spec)
+
+
+# ----------------------------------------------------------------------------- one stage
+
+
+def pipeline_stage(
+    kind: str,
+    config: dict[str, Any],
+    inputs: dict[str, Path],
+    out: Path,
+    report: Report | None = None,
+) -> dict[str, Any]:
+    """The real stage function, imported only when a stage runs (it pulls in torch)."""
+    from clapsweep.pipeline import run_stage
+
+    return run_stage(kind, config, inputs, out, report)
+
+
+@dataclass
+class StageExecutor:
+    """Runs one planned stage to completion in the store. Picklable when its fields are;
+    a remote backend should drop `on_event` (dataclasses.replace(ex, on_event=None))."""
+
+    workdir: str
+    sweep: str
+    stage_fn: StageFn = pipeline_stage
+    tracker: Tracker = dataclasses.field(default_factory=Tracker)
+    on_event: OnEvent | None = None
+
+    def __call__(self, stage: PlannedStage, report: Report | None = None) -> dict[str, Any]:
+        store = Store(self.workdir)
+        started = time.time()
+        work = store.begin(stage.name)
+        self._emit({"event": "start"}, stage)
+        run = self.tracker.start(stage, self.sweep)
+
+        def progress(metrics: dict[str, Any]) -> None:
+            run.log(metrics)
+            if report is not None:
+                report(metrics)
+            self._emit({"event": "progress", "metrics": metrics}, stage)
+
+        try:
+            inputs = {role: store.final(name) for role, name in stage.inputs.items()}
+            for role, name in stage.inputs.items():
+                if not store.is_done(name):
+                    raise UserError(f"input {role} ({name}) is not finished")
+            config = json.loads(json.dumps(stage.config))  # the stage gets its own copy
+            result = self.stage_fn(stage.kind, config, inputs, work, progress)
+            result = json.loads(json.dumps(result if result is not None else {}))
+            meta = make_meta(
+                stage.kind, stage.key, stage.config, stage.inputs, result, started, time.time()
+            )
+            store.commit(stage.name, meta)
+        except Exception as e:
+            message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+            record = store.fail(stage.name, message, traceback.format_exc())
+            run.fail(message)
+            raise StageFailed(stage.name, message, record["log"]) from e
+        run.finish(result)
+        return result
+
+    def _emit(self, event: dict[str, Any], stage: PlannedStage) -> None:
+        if self.on_event is not None:
+            self.on_event(event | _stage_fields(stage))
+
+
+def _stage_fields(stage: PlannedStage) -> dict[str, Any]:
+    return {"name": stage.name, "kind": stage.kind, "key": stage.key, "users": stage.users}
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+def run_sweep(
+    spec: SweepSpec,
+    backend: Backend | None = None,
+    stage_fn: StageFn | None = None,
+    dry_run: bool = False,
+    on_event: OnEvent | None = None,
+    tracker: Tracker | None = None,
+) -> dict[str, Any]:
+    """Run every stage of the sweep that is not finished yet; returns a summary.
+
+    stage_fn defaults to clapsweep.pipeline.run_stage; backend and tracker default to what
+    the spec asks for. With dry_run nothing is written or run: the result is describe_plan's.
+    """
+    plan = build_plan(spec)
+    if dry_run:
+        return describe_plan(spec, plan) | {"dry_run": True}
+    store = Store(spec.workdir)
+    emit = on_event or (lambda event: None)
+    start = time.time()
+    with store.lock():
+        _write_records(spec, plan, store)
+        todo = [s for s in plan.stages.values() if not store.is_done(s.name)]
+        emit(
+            {
+                "event": "plan",
+                "stages_total": len(plan.stages),
+                "stages_cached": len(plan.stages) - len(todo),
+            }
+        )
+        if todo:
+            ensure_data(spec, emit)
+        own_backend = backend is None
+        backend = backend or make_backend(spec)
+        tracker = tracker or make_tracker(spec)
+        executor = StageExecutor(
+            spec.workdir, spec.name, stage_fn or pipeline_stage, tracker, on_event
+        )
+        try:
+            summary = _run_layers(plan, store, backend, executor, emit)
+        finally:
+            if own_backend:
+                backend.close()
+        summary = {
+            "sweep": spec.name,
+            "workdir": spec.workdir,
+            "backend": backend.name,
+            "dry_run": False,
+            **summary,
+            "duration_s": round(time.time() - start, 3),
+        }
+        tracker.close(summary)
+    return summary
+
+
+def _run_layers(
+    plan: Plan, store: Store, backend: Backend, executor: StageExecutor, emit: OnEvent
+) -> dict[str, Any]:
+    state: dict[str, str] = {}  # name -> cached | executed | failed | skipped
+    failures: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for index, layer in enumerate(plan.layers()):
+        ready = []
+        for stage in layer:
+            if store.is_done(stage.name):
+                state[stage.name] = "cached"
+                continue
+            blocked = [n for n in stage.inputs.values() if state[n] in ("failed", "skipped")]
+            if blocked:
+                state[stage.name] = "skipped"
+                skipped.append(_stage_fields(stage) | {"because": blocked[0]})
+                emit({"event": "skipped", "because": blocked[0]} | _stage_fields(stage))
+                continue
+            ready.append(stage)
+        if not ready:
+            continue
+        emit({"event": "layer", "layer": index, "stages": len(ready)})
+        results = backend.run_layer(ready, executor)
+        for stage in ready:
+            outcome = results.get(stage.name)
+            if isinstance(outcome, dict) and store.is_done(stage.name):
+                state[stage.name] = "executed"
+                emit({"event": "done", "result": outcome} | _stage_fields(stage))
+                continue
+            state[stage.name] = "failed"
+            failure = _failure(store, stage, outcome)
+            failures.append(failure)
+            emit({"event": "failed"} | failure | {"users": stage.users})
+    count = list(state.values()).count
+    return {
+        "stages_total": len(plan.stages),
+        "stages_executed": count("executed"),
+        "stages_cached": count("cached"),
+        "stages_failed": count("failed"),
+        "stages_skipped": count("skipped"),
+        "failures": failures,
+        "skipped": skipped,
+    }
+
+
+def _failure(store: Store, stage: PlannedStage, outcome: Any) -> dict[str, Any]:
+    """The failure record of a stage; the backend's error is recorded if execute could not."""
+    if isinstance(outcome, StageFailed):
+        message, log = outcome.message, outcome.log
+    else:
+        record = store.failure(stage.name)
+        if record is None:
+            # The backend lost the stage (a worker died, a job was cancelled, ...).
+            if isinstance(outcome, BaseException):
+                message = f"{type(outcome).__name__}: {outcome}"
+                text = "".join(traceback.format_exception(outcome))
+            else:
+                message, text = "the backend returned no result for this stage", ""
+            record = store.fail(stage.name, message, text)
+        message, log = record["message"], record["log"]
+    return {
+        "name": stage.name,
+        "kind": stage.kind,
+        "key": stage.key,
+        "message": message,
+        "log": log,
+    }
+
+
+def _write_records(spec: SweepSpec, plan: Plan, store: Store) -> None:
+    """spec.yaml (the resolved spec, loadable as is) and plan.json, for `report` and `status`."""
+    store.workdir.mkdir(parents=True, exist_ok=True)
+    text = "# Written by clapsweep run: the sweep as resolved (paths absolute).\n"
+    text += yaml.safe_dump(dataclasses.asdict(spec), sort_keys=False)
+    tmp = store.workdir / "spec.yaml.tmp"
+    tmp.write_text(text)
+    tmp.replace(store.workdir / "spec.yaml")
+    write_json(store.workdir / "plan.json", plan.to_json())
+
+
+def ensure_data(spec: SweepSpec, on_event: OnEvent | None = None) -> bool:
+    """Generate synthworld into data.root when asked to and it is missing; True if it did."""
+    root = Path(spec.data.root)
+    if root.is_dir() and any(root.iterdir()):
+        return False
+    if spec.data.synth is None:
+        raise UserError(
+            f"data.root: {root} is missing or empty; point it (or CLAPSWEEP_DATA) at your "
+            "datasets, or add data.synth to generate the offline synthworld there"
+        )
+    from clapsweep.data import synthworld
+
+    if on_event is not None:
+        on_event({"event": "data", "root": str(root), "scale": spec.data.synth.scale})
+    synthworld.generate(root, scale=spec.data.synth.scale, seed=spec.data.synth.seed)
+    return True
+
+
+# ----------------------------------------------------------------------------- inspection
+
+
+def describe_plan(spec: SweepSpec, plan: Plan | None = None) -> dict[str, Any]:
+    """Per stage kind: total, done, new and shared (used by more than one trial)."""
+    plan = plan or build_plan(spec)
+    store = Store(spec.workdir)
+    kinds = {k: {"total": 0, "done": 0, "new": 0, "shared": 0} for k in STAGE_KINDS}
+    for stage in plan.stages.values():
+        row = kinds[stage.kind]
+        row["total"] += 1
+        row["done" if store.is_done(stage.name) else "new"] += 1
+        row["shared"] += len(stage.users) > 1
+    totals = {f: sum(r[f] for r in kinds.values()) for f in ("total", "done", "new", "shared")}
+    resources = {k: dataclasses.asdict(r) for k, r in spec.backend.resources.items()}
+    return {
+        "sweep": spec.name,
+        "workdir": spec.workdir,
+        "backend": spec.backend.kind,
+        "layers": len(plan.layers()),
+        "kinds": kinds,
+        "totals": totals,
+        "resources": resources,
+    }
+
+
+def status(spec: SweepSpec) -> dict[str, Any]:
+    """Per stage kind: done / running / failed / pending, and the failures."""
+    plan = build_plan(spec)
+    store = Store(spec.workdir)
+    locked = store.is_locked()
+    fields = ("total", "done", "running", "failed", "pending")
+    kinds = {k: dict.fromkeys(fields, 0) for k in STAGE_KINDS}
+    failures = []
+    for stage in plan.stages.values():
+        if store.is_done(stage.name):
+            state = "done"
+        elif (record := store.failure(stage.name)) is not None:
+            state = "failed"
+            failures.append({"name": stage.name, "kind": stage.kind, "key": stage.key} | record)
+        elif locked and store.has_partial(stage.name):
+            state = "running"
+        else:
+            state = "pending"
+        kinds[stage.kind]["total"] += 1
+        kinds[stage.kind][state] += 1
+    totals = {f: sum(r[f] for r in kinds.values()) for f in fields}
+    return {
+        "sweep": spec.name,
+        "workdir": spec.workdir,
+        "locked": locked,
+        "kinds": kinds,
+        "totals": totals,
+        "failures": failures,
+    }

@@ -1,0 +1,283 @@
+"""Sweep spec: one strict YAML file describing a grid of teachers and student rows.
+
+`load_spec(path)` reads and validates the file. Every mistake (unknown key, wrong type, value
+out of range, unknown strategy, task, dataset or backend, a row missing the threshold its
+strategy needs) raises a ConfigError whose message starts with the file name and names the
+key path and what was expected, before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from clapsweep.config import (
+    FrontendConfig,
+    ModelConfig,
+    TrainConfig,
+    bounded,
+    from_dict,
+    load_yaml,
+)
+from clapsweep.errors import ConfigError
+
+TEACHER_DATASETS = ("fsd50k", "clotho", "audiocaps", "macs")
+WILD_DATASETS = ("audioset",)
+TASKS = ("esc50", "us8k", "tut17")
+STAGE_KINDS = ("teacher", "embed", "curate", "student", "eval")
+_NAME = re.compile(r"[a-z0-9_-]+")
+
+
+@dataclass
+class SynthSpec:
+    """Generate synthworld into data.root on first use."""
+
+    scale: Literal["tiny", "demo", "large"] = "demo"
+    seed: int = bounded(0, 0, None)
+
+
+@dataclass
+class DataSpec:
+    root: str
+    synth: SynthSpec | None = None
+    teacher: list[Literal["fsd50k", "clotho", "audiocaps", "macs"]] = field(
+        default_factory=lambda: ["clotho", "audiocaps", "fsd50k", "macs"]
+    )
+    wild: Literal["audioset"] = "audioset"
+    tasks: list[Literal["esc50", "us8k", "tut17"]] = field(
+        default_factory=lambda: ["esc50", "us8k", "tut17"]
+    )
+    cache: bool = True  # decoded-audio cache under <workdir>/cache
+
+
+@dataclass
+class CurateSpec:
+    top_k: int | None = None  # keep at most this many pairs (None: all above the threshold)
+    chunk: int = bounded(8192, 1, None)  # rows per matrix-product chunk; speed only
+
+
+@dataclass
+class RowSpec:
+    """One student row of a table. Unset beta/replay/soft_target come from `student`."""
+
+    name: str
+    strategy: Literal["du", "ds", "ads"]
+    sigma: Any = None  # du: a number; ads: a number or {task: number}
+    sigma_ds: Any = None  # ds, ads: a number or {task: number}
+    beta: float | None = None
+    replay: float | None = None
+    soft_target: Literal["paper", "normalized", "softmax"] | None = None
+
+
+@dataclass
+class GridSpec:
+    rows: list[RowSpec]
+    seed: list[int] = field(default_factory=lambda: [0])
+    teacher_fraction: list[float] = field(default_factory=lambda: [1.0])
+
+
+@dataclass
+class ResourceSpec:
+    cpu: float = bounded(1.0, 0.0, None)
+    gpu: float = bounded(0.0, 0.0, None)
+
+
+@dataclass
+class BackendSpec:
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: an existing cluster; None starts a local one
+    max_concurrent: int = bounded(0, 0, None)  # ray: 0 means no limit
+    resources: dict[str, ResourceSpec] = field(default_factory=dict)  # per stage kind
+
+
+@dataclass
+class WandbSpec:
+    enabled: bool = True
+    project: str = "clapsweep"
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    entity: str | None = None
+
+
+@dataclass
+class TrackingSpec:
+    wandb: WandbSpec = field(default_factory=WandbSpec)
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    data: DataSpec
+    grid: GridSpec
+    tables: list[int] = field(default_factory=list)
+    workdir: str | None = None  # made absolute by load_spec; default runs/<name>
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    student: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys over `train`
+    curate: CurateSpec = field(default_factory=CurateSpec)
+    backend: BackendSpec = field(default_factory=BackendSpec)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    msclap_checkpoint: str | None = None  # evaluated zero-shot as an eval-only stage
+
+    def student_train(self) -> TrainConfig:
+        """The students' TrainConfig: `student` merged over `train` (validated at load)."""
+        return from_dict(TrainConfig, {**dataclasses.asdict(self.train), **self.student})
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep file; every error message starts with the file name."""
+    try:
+        return parse_spec(load_yaml(path))
+    except ConfigError as e:
+        message = str(e)
+        prefix = f"{Path(path)}: "
+        raise ConfigError(message if message.startswith(prefix) else prefix + message) from None
+
+
+def parse_spec(data: dict, cwd: str | Path | None = None) -> SweepSpec:
+    """Validate plain data into a SweepSpec; relative paths are taken from `cwd`."""
+    spec = from_dict(SweepSpec, data)
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    _check_top(spec)
+    _check_data(spec.data)
+    merged = {**(data.get("train") or {}), **spec.student}
+    from_dict(TrainConfig, merged, "student")
+    if spec.curate.top_k is not None and spec.curate.top_k < 1:
+        raise ConfigError(
+            f"curate.top_k: expected null or an integer >= 1, got {spec.curate.top_k}"
+        )
+    _check_grid(spec.grid, spec.data.tasks)
+    for kind in spec.backend.resources:
+        if kind not in STAGE_KINDS:
+            raise ConfigError(
+                f"backend.resources.{kind}: unknown stage kind; expected one of: "
+                + ", ".join(STAGE_KINDS)
+            )
+    spec.workdir = _absolute(spec.workdir or f"runs/{spec.name}", base)
+    spec.data.root = _absolute(spec.data.root, base)
+    if spec.msclap_checkpoint is not None:
+        spec.msclap_checkpoint = _absolute(spec.msclap_checkpoint, base)
+    return spec
+
+
+def row_sigma(row: RowSpec, field_name: str, task: str) -> float:
+    """The row's threshold `field_name` (sigma or sigma_ds) for one task."""
+    value = getattr(row, field_name)
+    return float(value[task]) if isinstance(value, dict) else float(value)
+
+
+def _absolute(path: str, base: Path) -> str:
+    p = Path(os.path.expanduser(path))
+    return os.path.normpath(p if p.is_absolute() else base / p)
+
+
+def _check_top(spec: SweepSpec) -> None:
+    if not _NAME.fullmatch(spec.name):
+        raise ConfigError(f"name: expected letters a-z, digits, '_' or '-', got {spec.name!r}")
+    for i, t in enumerate(spec.tables):
+        if t not in (1, 2, 3):
+            raise ConfigError(f"tables[{i}]: expected 1, 2 or 3 (a paper table), got {t}")
+
+
+def _check_data(data: DataSpec) -> None:
+    for where, names in (("data.teacher", data.teacher), ("data.tasks", data.tasks)):
+        if not names:
+            raise ConfigError(f"{where}: expected at least one dataset")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}: a dataset is listed twice: {names}")
+
+
+def _check_grid(grid: GridSpec, tasks: list[str]) -> None:
+    for where, values in (
+        ("grid.seed", grid.seed),
+        ("grid.teacher_fraction", grid.teacher_fraction),
+    ):
+        if not values:
+            raise ConfigError(f"{where}: expected at least one value")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{where}: a value is listed twice: {values}")
+    for i, s in enumerate(grid.seed):
+        if s < 0:
+            raise ConfigError(f"grid.seed[{i}]: expected an integer >= 0, got {s}")
+    for i, f in enumerate(grid.teacher_fraction):
+        if not 0.0 < f <= 1.0:
+            raise ConfigError(f"grid.teacher_fraction[{i}]: expected a value in (0, 1], got {f}")
+    if not grid.rows:
+        raise ConfigError("grid.rows: expected at least one student row")
+    seen: set[str] = set()
+    for i, row in enumerate(grid.rows):
+        where = f"grid.rows[{i}]"
+        if not row.name:
+            raise ConfigError(f"{where}.name: expected a non-empty row name")
+        if row.name in seen:
+            raise ConfigError(f"{where}.name: row name {row.name!r} is used twice")
+        if row.name in ("teacher", "msclap"):
+            raise ConfigError(f"{where}.name: {row.name!r} is reserved for the baselines")
+        seen.add(row.name)
+        _check_row(row, where, tasks)
+
+
+# Which thresholds each strategy needs; any other threshold on the row is a mistake.
+_NEEDS = {"du": ("sigma",), "ds": ("sigma_ds",), "ads": ("sigma_ds", "sigma")}
+
+
+def _check_row(row: RowSpec, where: str, tasks: list[str]) -> None:
+    needed = _NEEDS[row.strategy]
+    for name in ("sigma", "sigma_ds"):
+        value = getattr(row, name)
+        if name not in needed:
+            if value is not None:
+                raise ConfigError(
+                    f"{where}.{name}: not used by strategy {row.strategy!r} "
+                    f"(it takes {' and '.join(needed)})"
+                )
+            continue
+        if value is None:
+            raise ConfigError(
+                f"{where}.{name}: required by strategy {row.strategy!r} "
+                f"(row {row.name!r}); expected a number in [0, 1]"
+                + ("" if row.strategy == "du" else " or a mapping task -> number")
+            )
+        setattr(row, name, _threshold(value, f"{where}.{name}", tasks, row.strategy == "du"))
+    for name in ("beta", "replay"):
+        value = getattr(row, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{where}.{name}: expected a value in [0, 1], got {value}")
+
+
+def _threshold(value: Any, where: str, tasks: list[str], number_only: bool) -> Any:
+    """A number in [0, 1], or (for task-dependent strategies) one per task of data.tasks."""
+    if isinstance(value, dict):
+        if number_only:
+            raise ConfigError(
+                f"{where}: du curation does not depend on the task; expected one number in [0, 1]"
+            )
+        for task in value:
+            if task not in tasks:
+                raise ConfigError(
+                    f"{where}.{task}: unknown task; expected one of data.tasks: {', '.join(tasks)}"
+                )
+        missing = [t for t in tasks if t not in value]
+        if missing:
+            raise ConfigError(
+                f"{where}: no value for task {missing[0]} (every task of data.tasks needs one)"
+            )
+        return {t: _unit(value[t], f"{where}.{t}") for t in tasks}
+    return _unit(value, where)
+
+
+def _unit(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(
+            f"{where}: expected a number in [0, 1], got {type(value).__name__} {value!r}"
+        )
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{where}: expected a value in [0, 1], got {value}")
+    return float(value)

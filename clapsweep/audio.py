@@ -37,7 +37,11 @@ class AudioError(Exception):
 
 
 def audio_info(path: str | Path) -> tuple[float, int, int]:
-    """(duration in seconds, native sample rate, channels), read from the header only."""
+    """(duration in seconds, native sample rate, channels), read from the header only.
+
+    Raises AudioError for an unreadable or zero-length file. A cut WAV reports the length
+    still present; load_audio is what detects truncation.
+    """
     info = _info(path)
     return info.frames / info.samplerate, int(info.samplerate), int(info.channels)
 

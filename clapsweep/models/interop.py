@@ -1,7 +1,6 @@
 """Load PANNs CNN14 and MS-CLAP 2022 checkpoints into our models, strictly.
 
-Both file formats are `{"model": state_dict}` (a bare state dict is accepted too, and a
-uniform `module.` prefix left by DistributedDataParallel is removed).
+Both file formats are `{"model": state_dict}`; a bare state dict is accepted too.
 
 PANNs (`Cnn14_mAP=0.431.pth`, qiuqiangkong/audioset_tagging_cnn) stores CNN14 with its
 torchlibrosa front-end inside:
@@ -58,14 +57,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({e})") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
-    if not isinstance(obj, dict) or not obj or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     ):
         raise CheckpointError(
             f"{path}: not a model checkpoint: expected a state dict or {{'model': state_dict}}"
         )
-    if all(k.startswith("module.") for k in obj):
-        obj = {k.removeprefix("module."): v for k, v in obj.items()}
     return dict(obj)
 
 

@@ -42,7 +42,13 @@ def resolve_text_model(name: str) -> str:
     return name
 
 
-def _unavailable(name: str, error: Exception) -> UserError:
+def _unavailable(name: str, path: str, error: Exception) -> UserError:
+    if Path(path).is_dir():
+        return UserError(
+            f"model.text: folder {path} is not a transformers model folder with a tokenizer "
+            f"({error.__class__.__name__}: {str(error).splitlines()[0]}); write it with "
+            "save_pretrained, or use `text: minilm`"
+        )
     return UserError(
         f"model.text: text model {name!r} is not available offline ({error.__class__.__name__}); "
         "use `text: minilm` (bundled) or the path of a local folder with the model"
@@ -63,8 +69,8 @@ def _build(name: str, pretrained: bool):
             model = AutoModel.from_pretrained(path)
         else:
             model = AutoModel.from_config(AutoConfig.from_pretrained(path))
-    except OSError as e:
-        raise _unavailable(name, e) from None
+    except (OSError, ValueError) as e:  # not cached / not a model folder
+        raise _unavailable(name, path, e) from None
     return model, tokenizer
 
 

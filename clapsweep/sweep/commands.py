@@ -157,7 +157,7 @@ class ProgressPrinter:
             todo = e["stages_total"] - e["stages_cached"]
             self._say(f"{e['stages_total']} stages: {e['stages_cached']} done, {todo} to run")
         elif kind == "data":
-            self._say(f"generating synthworld ({e['scale']}) into {e['root']}")
+            self._say(f"synthworld ({e['scale']}) in {e['root']}: generated on first use")
         elif kind == "start":
             self.started[e["name"]] = time.time()
             self._say(f"start   {e['name']}  {describe_users(e['users'])}")

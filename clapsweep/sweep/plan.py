@@ -9,16 +9,16 @@ per seed, and DU and DU+SL with the same sigma share one curation.
 
 Stage configs (what `clapsweep.pipeline.run_stage` receives), inputs by role:
 - teacher: {data: {root, teacher, fraction, seed}, frontend, model, train}; no inputs.
-- embed: {data: {root, teacher, fraction, seed, wild}, frontend, model}; inputs {teacher}.
-- curate du: {strategy, sigma, top_k, chunk}; inputs {embed}.
-- curate ds: {strategy, task, sigma_ds, top_k, chunk, data: {root, tasks: [task]}, model};
-  inputs {teacher, embed} (the task's class prompts are embedded with the teacher).
-- curate ads: as ds plus sigma; inputs {teacher, embed, ds} (ds: the DS curation it filters).
+- embed: {data: {root, teacher, fraction, seed, wild, tasks}, seed, frontend, model};
+  inputs {teacher}. It embeds the teacher's captions and clips, the wild audio and the
+  class prompts of every task.
+- curate: {strategy, sigma (du, ads), task and sigma_ds (ds, ads), top_k, chunk}; inputs
+  {embed}. DU is task-independent; DS and ADS are planned once per task.
 - student: {data (as embed), frontend, model, train}; train = the merged student TrainConfig
   with the row's beta, replay, soft_target and the seed; inputs {teacher, embed, improvement}
-  and for ADS also {replay} (the DS set; DU and DS replay the teacher's own set).
-- eval: {data: {root, tasks}, frontend, model}; inputs {model}. The MS-CLAP baseline has no
-  inputs and a `checkpoint` path instead.
+  and for ADS also {replay} (its task's DS set; DU and DS replay the teacher's own set).
+- eval: {data: {root, teacher, tasks}, frontend, model}; inputs {model}. The MS-CLAP
+  baseline has no inputs and a `msclap_checkpoint` path instead.
 Every config also carries `runtime` ({cache_dir}), which is left out of the key, like the
 other knobs that change speed but not results (VOLATILE).
 """
@@ -158,7 +158,8 @@ def build_plan(spec: SweepSpec) -> Plan:
             teacher = b.add("teacher", teacher_cfg, {}, user)
             b.add("eval", _eval_config(spec, tasks, runtime), {"model": teacher}, user)
             embed_cfg = {
-                "data": data | {"wild": spec.data.wild},
+                "data": data | {"wild": spec.data.wild, "tasks": tasks},
+                "seed": seed,
                 "frontend": _asdict(spec.frontend),
                 "model": _asdict(spec.model),
                 "runtime": runtime,
@@ -176,8 +177,8 @@ def build_plan(spec: SweepSpec) -> Plan:
                     _plan_row(b, spec, row, group, teacher, embed, embed_cfg, user, runtime)
     if spec.msclap_checkpoint:
         cfg = {
-            "checkpoint": spec.msclap_checkpoint,
-            "data": {"root": spec.data.root, "tasks": tasks},
+            "msclap_checkpoint": spec.msclap_checkpoint,
+            "data": {"root": spec.data.root, "teacher": list(spec.data.teacher), "tasks": tasks},
             # MS-CLAP 2022 is CNN14 + BERT-base with the paper's front-end.
             "frontend": _asdict(FrontendConfig()),
             "model": _asdict(ModelConfig(audio="cnn14", text="bert-base-uncased", dim=1024)),
@@ -200,28 +201,19 @@ def _plan_row(
     runtime: dict,
 ) -> None:
     """Curation(s), the student and its evaluation for one row trial."""
-    top = {"top_k": spec.curate.top_k, "chunk": spec.curate.chunk}
+    top = {"top_k": spec.curate.top_k, "chunk": spec.curate.chunk, "runtime": runtime}
+    replay = None
     if row.strategy == "du":
-        cfg = {"strategy": "du", "sigma": row_sigma(row, "sigma", "")} | top | {"runtime": runtime}
+        cfg = {"strategy": "du", "sigma": row_sigma(row, "sigma", "")} | top
         improvement = b.add("curate", cfg, {"embed": embed}, user)
-        replay = None
     else:
         (task,) = tasks
-        base = {
-            "task": task,
-            "sigma_ds": row_sigma(row, "sigma_ds", task),
-            **top,
-            "data": {"root": spec.data.root, "tasks": [task]},
-            "model": _asdict(spec.model),
-            "runtime": runtime,
-        }
-        ds_inputs = {"teacher": teacher, "embed": embed}
-        ds = b.add("curate", {"strategy": "ds"} | base, ds_inputs, user)
-        if row.strategy == "ds":
-            improvement, replay = ds, None
-        else:
-            cfg = {"strategy": "ads", "sigma": row_sigma(row, "sigma", task)} | base
-            improvement = b.add("curate", cfg, ds_inputs | {"ds": ds}, user)
+        ds_cfg = {"strategy": "ds", "task": task, "sigma_ds": row_sigma(row, "sigma_ds", task)}
+        improvement = ds = b.add("curate", ds_cfg | top, {"embed": embed}, user)
+        if row.strategy == "ads":
+            # ADS pairs the DS captions with wild audio; it replays the DS set.
+            cfg = ds_cfg | {"strategy": "ads", "sigma": row_sigma(row, "sigma", task)} | top
+            improvement = b.add("curate", cfg, {"embed": embed}, user)
             replay = ds
     train = _asdict(spec.student_train())
     for name in ("beta", "replay", "soft_target"):
@@ -243,8 +235,10 @@ def _plan_row(
 
 
 def _eval_config(spec: SweepSpec, tasks: list[str], runtime: dict) -> dict:
+    # The teacher datasets give the held-out captions for retrieval metrics.
+    data = {"root": spec.data.root, "teacher": list(spec.data.teacher), "tasks": list(tasks)}
     return {
-        "data": {"root": spec.data.root, "tasks": list(tasks)},
+        "data": data,
         "frontend": _asdict(spec.frontend),
         "model": _asdict(spec.model),
         "runtime": runtime,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -107,6 +108,11 @@ def pipeline_stage(
     """The real stage function, imported only when a stage runs (it pulls in torch)."""
     from clapsweep.pipeline import run_stage
 
+    # The pipeline finds the decoded-audio cache through the environment; a folder the
+    # user exported already wins over the sweep's default <workdir>/cache.
+    cache_dir = (config.get("runtime") or {}).get("cache_dir")
+    if cache_dir:
+        os.environ.setdefault("CLAPSWEEP_CACHE_DIR", cache_dir)
     return run_stage(kind, config, inputs, out, report)
 
 
@@ -120,6 +126,8 @@ class StageExecutor:
     stage_fn: StageFn = pipeline_stage
     tracker: Tracker = dataclasses.field(default_factory=Tracker)
     on_event: OnEvent | None = None
+    # Stages whose done/failed event was emitted here; the driver emits the others'.
+    reported: set[str] = dataclasses.field(default_factory=set)
 
     def __call__(self, stage: PlannedStage, report: Report | None = None) -> dict[str, Any]:
         store = Store(self.workdir)
@@ -150,13 +158,17 @@ class StageExecutor:
             message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
             record = store.fail(stage.name, message, traceback.format_exc())
             run.fail(message)
+            self._emit({"event": "failed", "message": message, "log": record["log"]}, stage)
             raise StageFailed(stage.name, message, record["log"]) from e
         run.finish(result)
+        self._emit({"event": "done", "result": result}, stage)
         return result
 
     def _emit(self, event: dict[str, Any], stage: PlannedStage) -> None:
         if self.on_event is not None:
             self.on_event(event | _stage_fields(stage))
+            if event["event"] in ("done", "failed"):
+                self.reported.add(stage.name)
 
 
 def _stage_fields(stage: PlannedStage) -> dict[str, Any]:
@@ -245,14 +257,17 @@ def _run_layers(
         results = backend.run_layer(ready, executor)
         for stage in ready:
             outcome = results.get(stage.name)
+            told = stage.name in executor.reported  # in-process: already announced
             if isinstance(outcome, dict) and store.is_done(stage.name):
                 state[stage.name] = "executed"
-                emit({"event": "done", "result": outcome} | _stage_fields(stage))
+                if not told:
+                    emit({"event": "done", "result": outcome} | _stage_fields(stage))
                 continue
             state[stage.name] = "failed"
             failure = _failure(store, stage, outcome)
             failures.append(failure)
-            emit({"event": "failed"} | failure | {"users": stage.users})
+            if not told:
+                emit({"event": "failed"} | failure | {"users": stage.users})
     count = list(state.values()).count
     return {
         "stages_total": len(plan.stages),
@@ -300,22 +315,22 @@ def _write_records(spec: SweepSpec, plan: Plan, store: Store) -> None:
     write_json(store.workdir / "plan.json", plan.to_json())
 
 
-def ensure_data(spec: SweepSpec, on_event: OnEvent | None = None) -> bool:
-    """Generate synthworld into data.root when asked to and it is missing; True if it did."""
+def ensure_data(spec: SweepSpec, on_event: OnEvent | None = None) -> None:
+    """Generate synthworld into data.root if the spec asks for it (a no-op once it is there);
+    otherwise data.root must hold the datasets."""
     root = Path(spec.data.root)
-    if root.is_dir() and any(root.iterdir()):
-        return False
-    if spec.data.synth is None:
+    synth = spec.data.synth
+    if synth is not None:
+        from clapsweep.data import synthworld
+
+        if on_event is not None:
+            on_event({"event": "data", "root": str(root), "scale": synth.scale})
+        synthworld.generate(root, scale=synth.scale, seed=synth.seed)
+    elif not (root.is_dir() and any(root.iterdir())):
         raise UserError(
             f"data.root: {root} is missing or empty; point it (or CLAPSWEEP_DATA) at your "
-            "datasets, or add data.synth to generate the offline synthworld there"
+            "datasets (docs/datasets.md), or add data.synth to generate the offline synthworld"
         )
-    from clapsweep.data import synthworld
-
-    if on_event is not None:
-        on_event({"event": "data", "root": str(root), "scale": spec.data.synth.scale})
-    synthworld.generate(root, scale=spec.data.synth.scale, seed=spec.data.synth.seed)
-    return True
 
 
 # ----------------------------------------------------------------------------- inspection

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from clapsweep.config import (
     FrontendConfig,
     ModelConfig,
+    SynthConfig,
     TrainConfig,
     bounded,
     from_dict,
@@ -33,17 +34,9 @@ _NAME = re.compile(r"[a-z0-9_-]+")
 
 
 @dataclass
-class SynthSpec:
-    """Generate synthworld into data.root on first use."""
-
-    scale: Literal["tiny", "demo", "large"] = "demo"
-    seed: int = bounded(0, 0, None)
-
-
-@dataclass
 class DataSpec:
     root: str
-    synth: SynthSpec | None = None
+    synth: SynthConfig | None = None  # generate synthworld into root on first use
     teacher: list[Literal["fsd50k", "clotho", "audiocaps", "macs"]] = field(
         default_factory=lambda: ["clotho", "audiocaps", "fsd50k", "macs"]
     )

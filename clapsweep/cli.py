@@ -7,10 +7,14 @@ import json
 import sys
 
 from clapsweep.errors import UserError
+from clapsweep.sweep import commands
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="clapsweep", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="clapsweep",
+        description="Unsupervised improvement of audio-text CLAP models, run as tracked sweeps.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="generate synthworld or summarise a data root")
@@ -19,14 +23,19 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="folder to write the datasets into")
     synth.add_argument("--scale", default="demo", help="tiny | demo | large (default demo)")
     synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(handler=_cmd_data)
     summ = dsub.add_parser("summary", help="per dataset: clips, captions, classes, skipped")
     summ.add_argument("--root", required=True)
     summ.add_argument("--json", action="store_true")
+    summ.set_defaults(handler=_cmd_data)
     train = sub.add_parser("train", help="train a teacher from a job config, then evaluate it")
     train.add_argument("--config", required=True, help="job YAML (see configs/)")
+    train.set_defaults(handler=_cmd_train)
     ev = sub.add_parser("eval", help="zero-shot accuracy and retrieval of a trained job")
     ev.add_argument("--checkpoint", required=True, help="job folder or its model.pt")
     ev.add_argument("--tasks", nargs="+", help="subset of esc50 us8k tut17")
+    ev.set_defaults(handler=_cmd_eval)
+    commands.add_commands(sub)
     return p
 
 
@@ -58,17 +67,14 @@ def _cmd_data(args: argparse.Namespace) -> None:
         print(json.dumps(result, indent=2) if args.json else summary.render(result))
 
 
-COMMANDS = {"data": _cmd_data, "train": _cmd_train, "eval": _cmd_eval}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        code = args.handler(args)
     except UserError as e:
         print(f"clapsweep: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("clapsweep: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0

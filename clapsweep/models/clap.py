@@ -81,6 +81,7 @@ class CLAP(nn.Module):
         self, model_cfg: ModelConfig, frontend_cfg: FrontendConfig, pretrained_text: bool = True
     ) -> None:
         super().__init__()
+        self.dim = model_cfg.dim
         self.frontend = LogMel(frontend_cfg)
         self.audio_encoder = AudioEncoder(model_cfg, frontend_cfg.n_mels)
         self.caption_encoder = CaptionEncoder(model_cfg, pretrained_text)

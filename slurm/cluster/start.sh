@@ -48,8 +48,9 @@ log() { echo "[slurm-cluster +$(elapsed "$T0")s] $*" >&2; }
 
 fail() {
 	# Stop whatever this run started so a failed start leaves nothing behind.
+	# (stop.sh runs under our lock: CLAPSWEEP_SLURM_LOCKED tells it not to wait for it.)
 	if [[ $STARTED_ANY == 1 ]]; then
-		bash "$HERE/stop.sh" "$STATE" >&2 || true
+		CLAPSWEEP_SLURM_LOCKED=1 bash "$HERE/stop.sh" "$STATE" >&2 || true
 	fi
 	echo "start.sh: FAILED: $*" >&2
 	exit 1
@@ -91,7 +92,8 @@ node_idle() { [[ $(sinfo -h -n localhost -o %T 2>/dev/null) == idle ]]; }
 launch() {
 	local name=$1
 	shift
-	setsid "$@" </dev/null >>"$STATE/log/$name.out" 2>&1 &
+	# 9>&-: the daemon must not inherit (and so keep) the state dir lock.
+	setsid "$@" </dev/null >>"$STATE/log/$name.out" 2>&1 9>&- &
 	local pid=$!
 	echo "$name $pid" >>"$PIDS_FILE"
 	STARTED_ANY=1
@@ -259,6 +261,9 @@ check_loopback_only() {
 main() {
 	ensure_root
 	mkdir -p "$STATE/run" "$STATE/log"
+	# One start or stop at a time per state dir (two test sessions may start together).
+	exec 9>"$STATE/run/lock"
+	flock -w 300 9 || fail "another start.sh/stop.sh holds $STATE/run/lock"
 	if [[ -s $PIDS_FILE ]] && command -v scontrol >/dev/null && all_running; then
 		echo "export SLURM_CONF=$SLURM_CONF"
 		echo "# slurm-cluster: already running"
@@ -266,7 +271,7 @@ main() {
 	fi
 	if [[ -s $PIDS_FILE ]]; then
 		log "stale or partial cluster in $STATE: stopping its leftovers first"
-		bash "$HERE/stop.sh" "$STATE" >&2
+		CLAPSWEEP_SLURM_LOCKED=1 bash "$HERE/stop.sh" "$STATE" >&2
 	fi
 	ensure_packages
 	ensure_loopback_hostname

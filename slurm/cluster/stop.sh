@@ -69,6 +69,14 @@ main() {
 		echo "stop.sh: FAILED: needs root (the daemons run as root)" >&2
 		exit 1
 	fi
+	# start.sh calls us while it holds the lock (CLAPSWEEP_SLURM_LOCKED=1).
+	if [[ ${CLAPSWEEP_SLURM_LOCKED:-0} != 1 ]]; then
+		exec 9>"$STATE/run/lock"
+		flock -w 300 9 || {
+			echo "stop.sh: FAILED: another start.sh/stop.sh holds $STATE/run/lock" >&2
+			exit 1
+		}
+	fi
 	cancel_jobs
 	local name pid
 	# Reverse start order: slurmd, slurmctld, slurmdbd, MariaDB, munged.

@@ -83,6 +83,8 @@ class TrainConfig:
     compile: bool = False
     num_workers: int = bounded(0, 0, 64)
     seed: int = bounded(0, 0, None)
+    # Keep the pretrained text encoder fixed (its projection still trains): a CPU speed-up.
+    freeze_text: bool = False
     # Student options: soft labels (eq. 5-8) and replay.
     beta: float = bounded(0.0, 0.0, 1.0)
     soft_target: Literal["paper", "normalized", "softmax"] = "softmax"

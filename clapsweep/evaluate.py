@@ -40,7 +40,7 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def embed_audio(
     model,
     paths: Sequence[str],
@@ -77,7 +77,7 @@ def embed_audio(
     return out, ok
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def embed_texts(model, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
     """Text embeddings (N, dim), float32, unit norm; batches sorted by length to pad less."""
     model.eval()

@@ -53,9 +53,11 @@ def _configs(config: dict) -> tuple[FrontendConfig, ModelConfig]:
     )
 
 
-def _cache(frontend: FrontendConfig) -> AudioCache:
-    root = os.environ.get("CLAPSWEEP_CACHE_DIR") or None
-    return AudioCache(root, frontend.sample_rate)
+def _cache(config: dict) -> AudioCache:
+    """The decoded-audio cache named in `runtime.cache_dir` (or $CLAPSWEEP_CACHE_DIR), if any."""
+    frontend, _ = _configs(config)
+    root = config.get("runtime", {}).get("cache_dir") or os.environ.get("CLAPSWEEP_CACHE_DIR")
+    return AudioCache(root or None, frontend.sample_rate)
 
 
 def _model(config: dict, weights: Path | None = None, device: str | None = None) -> CLAP:
@@ -113,7 +115,7 @@ def stage_teacher(config: dict, inputs: dict, out: Path, report=None) -> dict:
         TrainData(main=pairs),
         cfg,
         out,
-        _cache(frontend),
+        _cache(config),
         frontend.clip_samples,
         report=report,
         checkpoint_every=config.get("checkpoint_every", 0),
@@ -121,14 +123,17 @@ def stage_teacher(config: dict, inputs: dict, out: Path, report=None) -> dict:
     return {**result, "pairs": len(pairs)}
 
 
-def _embed_audio_chunked(model, paths, out: Path, name: str, frontend, report) -> torch.Tensor:
+def _embed_audio_chunked(model, paths, out: Path, name: str, config: dict, report) -> torch.Tensor:
     """Embeds in chunks saved as they finish, so an interrupted pass resumes at the last one."""
     parts = []
     for c, start in enumerate(range(0, len(paths), EMB_CHUNK)):
         part = out / f"{name}.part{c:05d}.npy"
         if not part.exists():
             emb, ok = evaluate.embed_audio(
-                model, paths[start : start + EMB_CHUNK], _cache(frontend), frontend.clip_samples
+                model,
+                paths[start : start + EMB_CHUNK],
+                _cache(config),
+                _configs(config)[0].clip_samples,
             )
             emb[~ok] = float("nan")  # undecodable clips are marked and dropped by curation
             _save_npy(part, emb)
@@ -155,7 +160,7 @@ def stage_embed(config: dict, inputs: dict, out: Path, report=None) -> dict:
     wild = [(r.id, r.path) for r in manifest(data["wild"], data["root"]).records]
     for name, table in (("teacher_clips", clips), ("wild", wild)):
         _write_json(out / f"{name}.json", [{"id": i, "path": p} for i, p in table])
-        _embed_audio_chunked(model, [p for _, p in table], out, f"{name}_emb", frontend, report)
+        _embed_audio_chunked(model, [p for _, p in table], out, f"{name}_emb", config, report)
     prompts = {}
     for task in data["tasks"]:
         prompts[task] = task_classes(manifest(task, data["root"]))
@@ -263,7 +268,7 @@ def stage_student(config: dict, inputs: dict, out: Path, report=None) -> dict:
         data,
         cfg,
         out,
-        _cache(frontend),
+        _cache(config),
         frontend.clip_samples,
         report=report,
         checkpoint_every=config.get("checkpoint_every", 0),
@@ -284,7 +289,7 @@ def stage_eval(config: dict, inputs: dict, out: Path, report=None) -> dict:
         from clapsweep.models.interop import load_msclap
 
         load_msclap(model, config["msclap_checkpoint"], frontend)
-    cache = _cache(frontend)
+    cache = _cache(config)
     result = {}
     for task in data["tasks"]:
         records = manifest(task, data["root"]).records

@@ -115,6 +115,7 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
     model.to(dev)
+    model.caption_encoder.base.requires_grad_(not cfg.freeze_text)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg, dev)
@@ -136,6 +137,8 @@ def train(
     dataset = PairDataset(data.main, data.replay, cache, clip_samples)
     autocast = autocast_for(cfg, dev)
     model.train()
+    if cfg.freeze_text:
+        model.caption_encoder.base.eval()  # no dropout in a frozen tower
     last = {}
     while state["epoch"] < cfg.epochs and state["step"] < total:
         batches = epoch_batches(

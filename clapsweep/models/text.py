@@ -58,6 +58,9 @@ def _unavailable(name: str, path: str, error: Exception) -> UserError:
 def _build(name: str, pretrained: bool):
     """(transformers model, tokenizer) for `name`; see the module docstring."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per model load is noise in stage logs
 
     if not pretrained and name in BERT_BASE_NAMES:
         minilm = resolve_text_model("minilm")

@@ -24,7 +24,8 @@ def add_commands(subparsers: Any) -> None:
     run.add_argument("sweep", metavar="SWEEP", help="the sweep's YAML file")
     run.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    run.add_argument("--backend", choices=["local", "ray"], help="override backend.kind")
+    run.add_argument("--backend", choices=["local", "ray", "slurm"], help="override backend.kind")
+    run.add_argument("--profile", metavar="NAME", help="slurm: override backend.profile")
     run.add_argument("--workdir", metavar="DIR", help="override the sweep's workdir")
     run.set_defaults(handler=cmd_run)
     stat = subparsers.add_parser("status", help="what is done / running / failed, per stage")
@@ -32,12 +33,17 @@ def add_commands(subparsers: Any) -> None:
     stat.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     stat.add_argument("--workdir", metavar="DIR", help="the workdir given to `run`, if any")
     stat.set_defaults(handler=cmd_status)
+    add_report_command(subparsers)
+    add_cancel_command(subparsers)
 
 
 def load_with_overrides(args: argparse.Namespace) -> SweepSpec:
     spec = load_spec(args.sweep)
     if getattr(args, "backend", None):
         spec.backend.kind = args.backend
+    if getattr(args, "profile", None):
+        is_path = "/" in args.profile or args.profile.endswith(".yaml")
+        spec.backend.profile = os.path.abspath(args.profile) if is_path else args.profile
     if getattr(args, "workdir", None):
         spec.workdir = os.path.abspath(args.workdir)
     return spec
@@ -63,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     spec = load_with_overrides(args)
     info = status(spec)
+    info["slurm_jobs"] = _slurm_jobs(spec)
     if args.json:
         print(json.dumps(info))
         return 0
@@ -71,11 +78,75 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows.append(["all"] + [str(info["totals"][f]) for f in fields])
     state = "a run holds the lock" if info["locked"] else "no run is active"
     _table(f"{info['sweep']} ({info['workdir']}; {state})", ["stage"] + fields, rows)
+    if info["slurm_jobs"]:
+        jobs = [[j["stage"], j["job_id"], j["state"], j["log"]] for j in info["slurm_jobs"]]
+        _table("SLURM jobs not finished", ["stage", "job", "state", "log"], jobs)
     _print_failures(info["failures"])
     return 0
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status}
+def _slurm_jobs(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The sweep's pending/running SLURM jobs, if it ever ran on SLURM (jobs.json)."""
+    from clapsweep.sweep.slurm_backend import jobs_path, slurm_jobs
+
+    return slurm_jobs(spec.workdir) if jobs_path(spec.workdir).is_file() else []
+
+
+def add_cancel_command(subparsers: Any) -> None:
+    """Add `cancel`: scancel the sweep's pending and running SLURM jobs (from jobs.json)."""
+    cancel = subparsers.add_parser("cancel", help="cancel a sweep's pending and running SLURM jobs")
+    cancel.add_argument("sweep", metavar="SWEEP", help="the sweep's YAML file")
+    cancel.add_argument("--workdir", metavar="DIR", help="the workdir given to `run`, if any")
+    cancel.set_defaults(handler=cmd_cancel)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from clapsweep.sweep.slurm_backend import cancel_sweep
+
+    spec = load_with_overrides(args)
+    cancelled = cancel_sweep(spec.workdir)
+    for job in cancelled:
+        print(f"cancelled SLURM job {job['job_id']} ({job['state']}): {job['stage']}")
+    print(f"{spec.name}: {len(cancelled)} SLURM job(s) cancelled ({spec.workdir})")
+    return 0
+
+
+def add_report_command(subparsers: Any) -> None:
+    """Add `report`: the paper's Tables 1-3 from a sweep's results (clapsweep.report)."""
+    rep = subparsers.add_parser("report", help="the paper's tables from a sweep's results")
+    rep.add_argument("--table", type=int, required=True, metavar="N", help="1, 2 or 3")
+    rep.add_argument(
+        "--sweep", metavar="SWEEP", help="the sweep's YAML or workdir (default: newest)"
+    )
+    rep.add_argument("--format", default="text", choices=["text", "md", "latex", "csv", "json"])
+    rep.add_argument("--plot", metavar="FILE.png", help="also draw the table as a figure")
+    rep.add_argument(
+        "--by",
+        choices=["sigma", "sigma_ds", "beta", "replay", "soft_target"],
+        help="label and group rows by this row setting",
+    )
+    rep.add_argument("--folds", action="store_true", help="add per-fold accuracy tables")
+    rep.add_argument(
+        "--workdir-root", default="runs", metavar="DIR", help="where to look without --sweep"
+    )
+    rep.set_defaults(handler=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from clapsweep.report import report_command
+
+    return report_command(
+        args.table,
+        sweep=args.sweep,
+        fmt=args.format,
+        plot=args.plot,
+        by=args.by,
+        folds=args.folds,
+        workdir_root=args.workdir_root,
+    )
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status, "report": cmd_report, "cancel": cmd_cancel}
 
 
 # ----------------------------------------------------------------------------- printing
@@ -172,6 +243,8 @@ class ProgressPrinter:
             self._say(f"done    {e['name']}  {took:.1f} s")
         elif kind == "failed":
             self._say(f"FAILED  {e['name']}: {e['message']} (log: {e['log']})")
+        elif kind == "slurm":
+            self._say(f"slurm   {e['message']}")
         elif kind == "skipped":
             self._say(f"skipped {e['name']}: its input {e['because']} did not finish")
 

@@ -84,6 +84,10 @@ def make_tracker(spec: SweepSpec) -> Tracker:
 def make_backend(spec: SweepSpec) -> Backend:
     if spec.backend.kind == "local":
         return LocalBackend()
+    if spec.backend.kind == "slurm":
+        from clapsweep.sweep.slurm_backend import SlurmBackend
+
+        return SlurmBackend(spec)
     try:
         from clapsweep.sweep.ray_backend import RayBackend  # added with the Ray work
     except ModuleNotFoundError as e:

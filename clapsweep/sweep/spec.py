@@ -81,10 +81,12 @@ class ResourceSpec:
 
 @dataclass
 class BackendSpec:
-    kind: Literal["local", "ray"] = "local"
+    kind: Literal["local", "ray", "slurm"] = "local"
     address: str | None = None  # ray: an existing cluster; None starts a local one
     max_concurrent: int = bounded(0, 0, None)  # ray: 0 means no limit
     resources: dict[str, ResourceSpec] = field(default_factory=dict)  # per stage kind
+    profile: str | None = None  # slurm: a profile name (slurm/profiles/NAME.yaml) or a path
+    slurm: dict[str, Any] = field(default_factory=dict)  # slurm: profile keys overridden
 
 
 @dataclass
@@ -153,11 +155,23 @@ def parse_spec(data: dict, cwd: str | Path | None = None) -> SweepSpec:
                 f"backend.resources.{kind}: unknown stage kind; expected one of: "
                 + ", ".join(STAGE_KINDS)
             )
+    _check_slurm(spec.backend, base)
     spec.workdir = _absolute(spec.workdir or f"runs/{spec.name}", base)
     spec.data.root = _absolute(spec.data.root, base)
     if spec.msclap_checkpoint is not None:
         spec.msclap_checkpoint = _absolute(spec.msclap_checkpoint, base)
     return spec
+
+
+def _check_slurm(backend: BackendSpec, base: Path) -> None:
+    """A profile given as a path becomes absolute; with kind slurm the profile and the
+    overrides are validated now, before anything runs."""
+    if backend.profile and ("/" in backend.profile or backend.profile.endswith(".yaml")):
+        backend.profile = _absolute(backend.profile, base)
+    if backend.kind == "slurm":
+        from clapsweep.sweep.slurm_backend import load_profile
+
+        load_profile(backend.profile, backend.slurm)
 
 
 def row_sigma(row: RowSpec, field_name: str, task: str) -> float:

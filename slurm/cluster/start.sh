@@ -133,8 +133,12 @@ ensure_loopback_hostname() {
 	addr=$(getent hosts "$host" | awk '{print $1; exit}' || true)
 	if [[ $addr != 127.* ]]; then
 		log "/etc/hosts: mapping $host to 127.0.0.1 (it resolved to '${addr:-nothing}')"
-		# Prepend, so this line wins over any later one for the same name.
-		sed -i "1i 127.0.0.1 $host  # added by clapsweep slurm/cluster/start.sh" /etc/hosts
+		# Prepend, so this line wins over any later one for the same name. Rewrite in place
+		# (no sed -i, which renames): in containers /etc/hosts is a bind mount.
+		local hosts
+		hosts=$(cat /etc/hosts)
+		printf '127.0.0.1 %s  # added by clapsweep slurm/cluster/start.sh\n%s\n' "$host" "$hosts" \
+			>/etc/hosts || fail "cannot write /etc/hosts"
 		addr=$(getent hosts "$host" | awk '{print $1; exit}' || true)
 		[[ $addr == 127.* ]] || fail "hostname $host resolves to '$addr', not 127.x"
 	fi

@@ -1,0 +1,499 @@
+"""The SLURM backend: each DAG layer goes out as submitit job arrays, the driver waits for it.
+
+    backend: {kind: slurm, profile: NAME, slurm: {KEY: VALUE}}   # in the sweep file
+    clapsweep run SWEEP --backend slurm --profile NAME          # or on the command line
+
+A profile (slurm/profiles/NAME.yaml, see SlurmProfile) holds what is specific to a cluster:
+partition, account, qos, resources per stage kind, extra sbatch options, setup lines, array
+parallelism, retries. `backend.slurm` overrides its keys for one sweep.
+
+How a layer runs:
+- The layer's stages are grouped by kind (a job array has one set of resources) and each group
+  is ONE job array (`executor.map_array`), at most `array_parallelism` tasks at a time. Logs go
+  to <workdir>/slurm/<job id>/, on the shared filesystem like the store.
+- The driver waits for the whole layer, then plans the next. Why not SLURM dependencies
+  (--dependency=afterok) for the whole DAG at once: the store is the only record of what is
+  finished, a failed stage must skip its dependents (afterok would leave them pending forever),
+  and the next layer's stage list depends on what is cached; waiting keeps all of this in one
+  place, the same as the local and Ray backends. The cost is one barrier per layer: the sweep
+  has 5 layers, each hours of training, so one scheduling round per layer is noise.
+- Every submitted job id is recorded per stage in <workdir>/slurm/jobs.json before the driver
+  waits. A driver that is restarted (killed, logged out) re-attaches to the stages whose job is
+  still pending or running (sacct, squeue) instead of submitting them twice.
+- The submitted callable, SlurmStage, is checkpointable in submitit's way: on preemption or
+  time-out SLURM sends USR2, submitit calls `checkpoint()` and requeues the job. Training
+  stages save a checkpoint in their .partial folder every `checkpoint_every` steps and resume
+  from it, so a requeued stage loses at most that many steps.
+- A stage that raised is reported with its job id and log and not resubmitted (the next
+  `clapsweep run` retries it); a job that died without a result (killed for memory, node
+  failure, time limit after the requeues) is resubmitted up to `max_retries` times; a
+  cancelled job is not.
+
+`cancel_sweep(workdir)` cancels the sweep's pending and running jobs (`clapsweep cancel`);
+`slurm_jobs(workdir)` lists them with their live state (`clapsweep status`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from clapsweep.config import bounded, from_dict, load_yaml
+from clapsweep.errors import ConfigError, UserError
+from clapsweep.store import Store, write_json
+from clapsweep.sweep.local import Backend, Execute
+from clapsweep.sweep.plan import PlannedStage
+from clapsweep.sweep.runner import StageExecutor, StageFailed
+from clapsweep.sweep.spec import STAGE_KINDS, SweepSpec
+
+TRAINING_KINDS = ("teacher", "student")
+# Job states after which a job never runs again (sacct's first word: "CANCELLED by 0").
+TERMINAL = {
+    "BOOT_FAIL",
+    "CANCELLED",
+    "COMPLETED",
+    "DEADLINE",
+    "FAILED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "REVOKED",
+    "TIMEOUT",
+}
+UNKNOWN = "UNKNOWN"  # neither sacct nor squeue knows the job (yet)
+PROFILE_DIRS_ENV = "CLAPSWEEP_SLURM_PROFILES"  # extra profile folders, os.pathsep-separated
+_REPO_PROFILES = Path(__file__).resolve().parents[2] / "slurm" / "profiles"
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+@dataclass
+class StageResources:
+    """What one stage's job asks for."""
+
+    gpus: int = bounded(0, 0, None)  # per node (--gpus-per-node); 0 asks for none
+    cpus: int = bounded(1, 1, None)  # --cpus-per-task
+    mem_gb: float = bounded(4.0, 0.0, None)  # --mem; 0 leaves it to the site's default
+    time_min: int = bounded(60, 1, None)  # --time
+
+
+@dataclass
+class SlurmProfile:
+    """A cluster profile: slurm/profiles/NAME.yaml. `stages` maps a stage kind (or
+    `default`) to StageResources; a kind's entry is merged over `default`."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    additional_parameters: dict[str, Any] = field(default_factory=dict)  # other sbatch options
+    setup: list[str] = field(default_factory=list)  # shell lines run before the stage
+    python: str | None = None  # the interpreter on the nodes; default: this driver's
+    array_parallelism: int = bounded(64, 1, None)  # array tasks running at once
+    max_retries: int = bounded(1, 0, None)  # resubmissions of a job that died
+    max_requeues: int = bounded(3, 0, None)  # time-out requeues (submitit's max_num_timeout)
+    checkpoint_every: int = bounded(50, 0, None)  # training steps between checkpoints
+    signal_delay_s: int = bounded(120, 10, None)  # USR2 this long before the time limit
+    poll_s: float = bounded(10.0, 0.1, None)  # how often the driver asks sacct
+
+    def resources(self, kind: str) -> StageResources:
+        merged = {**self.stages.get("default", {}), **self.stages.get(kind, {})}
+        return from_dict(StageResources, merged, f"stages.{kind}")
+
+
+def profile_dirs() -> list[Path]:
+    """Where profile names are looked up: $CLAPSWEEP_SLURM_PROFILES, ./slurm/profiles, and
+    the profiles that come with clapsweep."""
+    extra = [Path(p) for p in os.environ.get(PROFILE_DIRS_ENV, "").split(os.pathsep) if p]
+    dirs = [*extra, Path.cwd() / "slurm" / "profiles", _REPO_PROFILES]
+    return list(dict.fromkeys(d.resolve() for d in dirs))
+
+
+def profile_path(name: str) -> Path:
+    """A profile file: `name` itself when it is a path (has / or ends in .yaml), else
+    NAME.yaml in the first of profile_dirs() that has it."""
+    if "/" in name or name.endswith((".yaml", ".yml")):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"backend.profile: profile file {path} not found")
+        return path
+    for folder in profile_dirs():
+        if (folder / f"{name}.yaml").is_file():
+            return folder / f"{name}.yaml"
+    known = sorted({p.stem for d in profile_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+    raise ConfigError(
+        f"backend.profile: no SLURM profile named {name!r} in "
+        + ", ".join(str(d) for d in profile_dirs())
+        + f"; known profiles: {', '.join(known) or 'none'}"
+    )
+
+
+def load_profile(name: str | None, overrides: dict[str, Any] | None = None) -> SlurmProfile:
+    """Read and validate a profile, then apply the sweep's `backend.slurm` overrides.
+    Errors name the profile file (or backend.slurm) and the key."""
+    if not name:
+        raise ConfigError(
+            "backend.profile: the slurm backend needs a cluster profile; set backend.profile "
+            "or pass --profile NAME (profiles: slurm/profiles/*.yaml)"
+        )
+    path = profile_path(name)
+    data = load_yaml(path)
+    _parse_profile(data, f"{path}: ")
+    overrides = overrides or {}
+    _parse_profile(overrides, "backend.slurm.")
+    merged = dict(data)
+    for key, value in overrides.items():
+        if key in ("stages", "additional_parameters") and isinstance(value, dict):
+            base = dict(merged.get(key) or {})
+            for sub, v in value.items():  # one stage kind's fields, not the whole table
+                both = isinstance(v, dict) and isinstance(base.get(sub), dict)
+                base[sub] = {**base[sub], **v} if both else v
+            merged[key] = base
+        else:
+            merged[key] = value
+    return _parse_profile(merged, f"{path} with backend.slurm: ")
+
+
+def _parse_profile(data: dict[str, Any], prefix: str) -> SlurmProfile:
+    try:
+        profile = from_dict(SlurmProfile, data)
+        for kind, entry in profile.stages.items():
+            if kind != "default" and kind not in STAGE_KINDS:
+                raise ConfigError(
+                    f"stages.{kind}: unknown stage kind; expected default or one of: "
+                    + ", ".join(STAGE_KINDS)
+                )
+            from_dict(StageResources, entry, f"stages.{kind}")
+        for kind in STAGE_KINDS:
+            profile.resources(kind)
+    except ConfigError as e:
+        # "PATH: key: ..." for a profile file; "backend.slurm.key: ..." for the overrides.
+        raise ConfigError(f"{prefix}{e}") from None
+    return profile
+
+
+# ----------------------------------------------------------------------------- in the job
+
+
+@dataclass
+class CheckpointEvery:
+    """Wraps a stage function: training stages get `checkpoint_every` (steps). It is added to
+    the stage's private copy of its config, so the planned config, meta.json and the stage key
+    stay as they are."""
+
+    stage_fn: Callable[..., dict[str, Any]]
+    steps: int
+
+    def __call__(self, kind, config, inputs, out, report=None) -> dict[str, Any]:
+        if kind in TRAINING_KINDS and self.steps:
+            config.setdefault("checkpoint_every", self.steps)
+        return self.stage_fn(kind, config, inputs, out, report)
+
+
+@dataclass
+class SlurmStage:
+    """The callable each array task runs: one stage, through the driver's executor.
+
+    `checkpoint` makes it requeueable the submitit way: on USR2 (preemption, time limit)
+    submitit pickles what it returns and requeues the job; the requeued job calls this object
+    again, and the stage resumes from the checkpoint in its .partial folder."""
+
+    execute: Execute
+    checkpoint_every: int = 0
+
+    def __call__(self, stage: PlannedStage) -> dict[str, Any]:
+        execute = self.execute
+        if self.checkpoint_every and isinstance(execute, StageExecutor):
+            fn = CheckpointEvery(execute.stage_fn, self.checkpoint_every)
+            execute = dataclasses.replace(execute, stage_fn=fn)
+        return execute(stage)
+
+    def checkpoint(self, stage: PlannedStage) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, stage)
+
+
+# ----------------------------------------------------------------------------- job states
+
+
+def job_states(job_ids: list[str]) -> dict[str, str]:
+    """The state of each job id ("123" or "123_4"): sacct first, squeue for the ids that
+    sacct does not list yet (it lags behind sbatch), UNKNOWN when neither knows it."""
+    if not job_ids:
+        return {}
+    mains = sorted({j.split("_")[0] for j in job_ids})
+    states = _parse_states(
+        _query(["sacct", "-o", "JobID,State", "--parsable2", "-j", ",".join(mains)])
+    )
+    missing = sorted({j.split("_")[0] for j in job_ids if j not in states})
+    if missing:
+        text = _query(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(missing)])
+        states |= _parse_states("JobID|State\n" + text)
+    return {j: states.get(j, UNKNOWN) for j in job_ids}
+
+
+def _query(command: list[str]) -> str:
+    """A command's stdout, or "" when it fails (squeue exits 1 for ids it no longer has)."""
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise UserError(
+            f"{command[0]} not found: the slurm backend runs where the SLURM client commands "
+            "work (a login node)"
+        ) from None
+    except subprocess.TimeoutExpired:
+        return ""
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def _parse_states(text: str) -> dict[str, str]:
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    # submitit's parser expands pending array ranges ("123_[2-5%2]") into single ids.
+    info = SlurmInfoWatcher().read_info(text)
+    return {jid: (row.get("State") or UNKNOWN).split()[0] for jid, row in info.items()}
+
+
+def is_active(state: str) -> bool:
+    """Pending, running, requeued, suspended...: the job will still run."""
+    return state not in TERMINAL and state != UNKNOWN
+
+
+# ----------------------------------------------------------------------------- jobs.json
+
+
+def jobs_path(workdir: str | Path) -> Path:
+    return Path(workdir) / "slurm" / "jobs.json"
+
+
+def read_jobs(workdir: str | Path) -> dict[str, dict[str, Any]]:
+    """stage name -> {job_id, state, kind, log, submitted, jobs: [every job id, in order]}."""
+    path = jobs_path(workdir)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def slurm_jobs(workdir: str | Path, active_only: bool = True) -> list[dict[str, Any]]:
+    """The sweep's jobs from jobs.json with their live state (one sacct call)."""
+    book = read_jobs(workdir)
+    live = job_states([r["job_id"] for r in book.values()])
+    rows = [{"stage": name} | rec | {"state": live[rec["job_id"]]} for name, rec in book.items()]
+    if active_only:
+        # UNKNOWN too: accounting lost or not caught up, the job may well still run.
+        rows = [r for r in rows if r["state"] not in TERMINAL]
+    return sorted(rows, key=lambda r: r["stage"])
+
+
+def cancel_sweep(workdir: str | Path) -> list[dict[str, Any]]:
+    """scancel every pending or running job of the sweep; returns what was cancelled."""
+    rows = slurm_jobs(workdir)
+    if rows:
+        ids = [r["job_id"] for r in rows]
+        proc = subprocess.run(["scancel", *ids], capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise UserError(f"scancel {' '.join(ids)} failed: {proc.stderr.strip()}")
+    return rows
+
+
+# ----------------------------------------------------------------------------- the backend
+
+
+@dataclass
+class _Job:
+    stage: PlannedStage
+    job: Any  # submitit.SlurmJob
+    terminal_polls: int = 0  # polls that saw a terminal state without a result file
+    running: bool = False
+
+
+class SlurmBackend(Backend):
+    """Runs each layer as submitit job arrays on SLURM and waits for them (see the module
+    docstring). `profile` defaults to the spec's backend.profile with backend.slurm."""
+
+    name = "slurm"
+
+    def __init__(self, spec: SweepSpec, profile: SlurmProfile | None = None) -> None:
+        self.profile = profile or load_profile(spec.backend.profile, spec.backend.slurm)
+        self.sweep = spec.name
+        self.store = Store(spec.workdir)
+        self.folder = Path(spec.workdir) / "slurm"
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
+
+    # ------------------------------------------------------------------ one layer
+
+    def run_layer(
+        self, stages: list[PlannedStage], execute: Execute
+    ) -> dict[str, dict[str, Any] | BaseException]:
+        self.on_event = getattr(execute, "on_event", None)
+        if isinstance(execute, StageExecutor):
+            # Jobs cannot call back into this process; the driver reports what they did.
+            execute = dataclasses.replace(execute, on_event=None, reported=set())
+        task = SlurmStage(execute, self.profile.checkpoint_every)
+        book = read_jobs(self.store.workdir)
+        waiting = self._reattach(stages, book)
+        waiting |= self._submit([s for s in stages if s.name not in waiting], task, book)
+        retries = dict.fromkeys((s.name for s in stages), 0)
+        results: dict[str, dict[str, Any] | BaseException] = {}
+        while waiting:
+            time.sleep(self.profile.poll_s)
+            states = job_states([w.job.job_id for w in waiting.values()])
+            again = []
+            for name, w in list(waiting.items()):
+                state = states[w.job.job_id]
+                book[name]["state"] = state
+                if state == "RUNNING" and not w.running:
+                    w.running = True
+                    self._emit({"event": "start"} | _fields(w.stage))
+                if w.job.paths.result_pickle.exists():
+                    results[name] = self._outcome(w, state)
+                elif state in TERMINAL:
+                    # The result file may lag behind the state on a network filesystem.
+                    w.terminal_polls += 1
+                    if w.terminal_polls < 2:
+                        continue
+                    if state != "CANCELLED" and retries[name] < self.profile.max_retries:
+                        retries[name] += 1
+                        self._say(f"{name}: job {w.job.job_id} ended {state}; resubmitting")
+                        again.append(w.stage)
+                    else:
+                        results[name] = self._lost(w, state)
+                else:
+                    continue
+                del waiting[name]
+            self._save(book)
+            if again:
+                waiting |= self._submit(again, task, book)
+        return results
+
+    def _reattach(self, stages: list[PlannedStage], book: dict) -> dict[str, _Job]:
+        """Stages whose recorded job is still pending or running: wait for that job."""
+        from submitit import SlurmJob
+
+        recorded = {s.name: book[s.name]["job_id"] for s in stages if s.name in book}
+        states = job_states(list(recorded.values()))
+        out = {}
+        for stage in stages:
+            job_id = recorded.get(stage.name)
+            if job_id is not None and is_active(states[job_id]):
+                job = SlurmJob(folder=self.folder / "%j", job_id=job_id)
+                out[stage.name] = _Job(stage, job)
+                self._say(f"{stage.name}: re-attached to job {job_id} ({states[job_id]})")
+        return out
+
+    def _submit(self, stages: list[PlannedStage], task: SlurmStage, book: dict) -> dict:
+        """One job array per stage kind (an array has one set of resources)."""
+        out = {}
+        for kind in dict.fromkeys(s.kind for s in stages):
+            group = [s for s in stages if s.kind == kind]
+            try:
+                jobs = self._executor(kind).map_array(task, group)
+            except subprocess.CalledProcessError as e:  # never raised: submitit wraps it
+                raise UserError(f"sbatch failed: {e}") from None
+            except RuntimeError as e:  # submitit's FailedJobError: sbatch refused the job
+                if "sbatch" not in str(e):
+                    raise
+                raise UserError(
+                    f"SLURM refused the {kind} job array: {str(e).strip()}; "
+                    "check the cluster profile (partition, account, qos, resources)"
+                ) from None
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            for stage, job in zip(group, jobs, strict=True):
+                old = book.get(stage.name, {}).get("jobs", [])
+                book[stage.name] = {
+                    "job_id": job.job_id,
+                    "state": "PENDING",
+                    "kind": kind,
+                    "log": str(job.paths.stderr),
+                    "submitted": now,
+                    "jobs": [*old, job.job_id],
+                }
+                out[stage.name] = _Job(stage, job)
+            # Recorded at once: a driver killed from here on re-attaches instead of resubmitting.
+            self._save(book)
+            array = jobs[0].job_id.split("_")[0]
+            self._say(f"submitted {len(group)} {kind} stage(s) as SLURM job {array}")
+        return out
+
+    def _executor(self, kind: str) -> Any:
+        import submitit
+
+        p = self.profile
+        try:
+            ex = submitit.SlurmExecutor(
+                folder=self.folder / "%j", max_num_timeout=p.max_requeues, python=p.python
+            )
+        except RuntimeError as e:  # no srun on PATH
+            raise UserError(f"backend slurm: {e} (run clapsweep on a SLURM login node)") from None
+        r = p.resources(kind)
+        params: dict[str, Any] = {
+            "job_name": f"clapsweep-{self.sweep}-{kind}",
+            "time": r.time_min,
+            "cpus_per_task": r.cpus,
+            "array_parallelism": p.array_parallelism,
+            "signal_delay_s": p.signal_delay_s,
+            "setup": list(p.setup),
+            "additional_parameters": dict(p.additional_parameters),
+        }
+        mem = f"{math.ceil(r.mem_gb * 1024)}M" if r.mem_gb else None
+        optional = {"gpus_per_node": r.gpus, "mem": mem}
+        optional |= {"partition": p.partition, "account": p.account, "qos": p.qos}
+        params |= {k: v for k, v in optional.items() if v}
+        ex.update_parameters(**params)
+        return ex
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _outcome(self, w: _Job, state: str) -> dict[str, Any] | BaseException:
+        name, job_id = w.stage.name, w.job.job_id
+        try:
+            return w.job.result()
+        except Exception as e:  # the stage raised in the job (its traceback is in the store)
+            record = self.store.failure(name)
+            where = f"SLURM job {job_id}, log {w.job.paths.stderr}"
+            if record is None:
+                record = self.store.fail(name, f"{type(e).__name__} in {where}", str(e))
+                return StageFailed(name, record["message"], record["log"])
+            return StageFailed(name, f"{record['message']} ({where})", record["log"])
+
+    def _lost(self, w: _Job, state: str) -> StageFailed:
+        """A job that ended without a result: record it in the store like a failed stage."""
+        job_id, log = w.job.job_id, w.job.paths.stderr
+        what = "was cancelled" if state == "CANCELLED" else f"ended {state} without a result"
+        message = f"SLURM job {job_id} {what}; log: {log}"
+        tail = _tail(log) or _tail(w.job.paths.stdout)
+        record = self.store.fail(w.stage.name, message, tail)
+        return StageFailed(w.stage.name, message, record["log"])
+
+    # ------------------------------------------------------------------ records and events
+
+    def _save(self, book: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json(jobs_path(self.store.workdir), book)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _say(self, message: str) -> None:
+        self._emit({"event": "slurm", "message": message})
+
+
+def _fields(stage: PlannedStage) -> dict[str, Any]:
+    return {"name": stage.name, "kind": stage.kind, "key": stage.key, "users": stage.users}
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -78,11 +78,34 @@ def _save_atomic(obj: dict, path: Path) -> None:
     tmp.replace(path)
 
 
-def _batch_loss(forward, tokenize, batch, data: TrainData, cfg: TrainConfig, device, autocast):
+class FrozenText:
+    """Pooled text-tower outputs per caption, computed once: a frozen tower gives the same
+    output every epoch, so only the projection runs per step."""
+
+    def __init__(self, model, captions: list[str], device: torch.device, batch_size: int = 256):
+        unique = sorted(set(captions))
+        self.row = {c: i for i, c in enumerate(unique)}
+        parts = []
+        model.caption_encoder.base.eval()
+        with torch.no_grad():
+            for start in range(0, len(unique), batch_size):
+                tokens = model.tokenize(unique[start : start + batch_size])
+                tokens = {k: v.to(device) for k, v in tokens.items()}
+                parts.append(model.text_features(tokens["input_ids"], tokens["attention_mask"]))
+        self.table = torch.cat(parts)
+
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        return self.table[torch.tensor([self.row[c] for c in captions], device=self.table.device)]
+
+
+def _batch_loss(model, forward, frozen, batch, data: TrainData, cfg: TrainConfig, device, autocast):
     audio = batch["audio"].to(device, non_blocking=True)
-    tokens = {k: v.to(device) for k, v in tokenize(batch["captions"]).items()}
     with autocast:
-        logits = forward(audio, tokens["input_ids"], tokens["attention_mask"])
+        if frozen is not None:
+            logits = model.logits_from_text_features(audio, frozen(batch["captions"]))
+        else:
+            tokens = {k: v.to(device) for k, v in model.tokenize(batch["captions"]).items()}
+            logits = forward(audio, tokens["input_ids"], tokens["attention_mask"])
     if cfg.beta == 0:
         return clap_loss(logits.float())
     teacher = data.main_teacher if batch["source"] == MAIN else data.replay_teacher
@@ -134,6 +157,9 @@ def train(
 
     # Text is padded per batch, so let the compiler treat sequence length as dynamic.
     forward = torch.compile(model, dynamic=True) if cfg.compile else model
+    frozen = None
+    if cfg.freeze_text:
+        frozen = FrozenText(model, [p.caption for p in (*data.main, *data.replay)], dev)
     dataset = PairDataset(data.main, data.replay, cache, clip_samples)
     autocast = autocast_for(cfg, dev)
     model.train()
@@ -153,7 +179,7 @@ def train(
             state["skipped"] += batch["skipped"]
             if batch["audio"] is None or len(batch["captions"]) < 2:
                 continue
-            loss = _batch_loss(forward, model.tokenize, batch, data, cfg, dev, autocast)
+            loss = _batch_loss(model, forward, frozen, batch, data, cfg, dev, autocast)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

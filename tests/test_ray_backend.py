@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class RecordingStages:
     """Stand-in for run_stage (see the module docstring): records each call with its pid,
-    reports one training step, fails DS curation for `fail_task`, else writes its output."""
+    reports one training step, fails the DS curation for `fail_task`, else writes its output."""
 
     def __init__(self, calls_file: Path, fail_task: str | None = None) -> None:
         self.calls_file, self.fail_task = str(calls_file), fail_task
@@ -40,7 +40,7 @@ class RecordingStages:
         with open(self.calls_file, "a") as f:
             f.write(json.dumps({"name": name, "pid": os.getpid(), "cwd": os.getcwd()}) + "\n")
         report({"step": 1, "loss": 0.5, "phase": "train"})
-        if kind == "curate" and config.get("task") == self.fail_task:
+        if kind == "curate" and config["strategy"] == "ds" and config["task"] == self.fail_task:
             raise UserError(f"empty Improvement-Set for {self.fail_task}")
         (out / "out.txt").write_text(name)
         return {"stage": name, "inputs": sorted(inputs)}

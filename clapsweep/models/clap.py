@@ -100,6 +100,16 @@ class CLAP(nn.Module):
         """Tokens from `tokenize` -> (B, dim), unit norm."""
         return F.normalize(self.caption_encoder(input_ids, attention_mask), dim=-1)
 
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The text tower's pooled output before projection (cacheable while it is frozen)."""
+        return TextEncoder.forward(self.caption_encoder, input_ids, attention_mask)
+
+    def logits_from_text_features(self, wave: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Like forward, with the text tower's pooled output given instead of tokens."""
+        audio = self.encode_audio(wave)
+        text = F.normalize(self.caption_encoder.projection(features), dim=-1)
+        return self.scale() * audio @ text.t()
+
     def scale(self) -> torch.Tensor:
         """exp(logit_scale), clamped at 100 as in CLIP and MS-CLAP training."""
         return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)

@@ -27,6 +27,7 @@ def add_commands(subparsers: Any) -> None:
     run.add_argument("--backend", choices=["local", "ray", "slurm"], help="override backend.kind")
     run.add_argument("--profile", metavar="NAME", help="slurm: override backend.profile")
     run.add_argument("--workdir", metavar="DIR", help="override the sweep's workdir")
+    run.add_argument("--no-track", action="store_true", help="no W&B tracking for this run")
     run.set_defaults(handler=cmd_run)
     stat = subparsers.add_parser("status", help="what is done / running / failed, per stage")
     stat.add_argument("sweep", metavar="SWEEP", help="the sweep's YAML file")
@@ -35,6 +36,7 @@ def add_commands(subparsers: Any) -> None:
     stat.set_defaults(handler=cmd_status)
     add_report_command(subparsers)
     add_cancel_command(subparsers)
+    add_sync_command(subparsers)
 
 
 def load_with_overrides(args: argparse.Namespace) -> SweepSpec:
@@ -44,8 +46,16 @@ def load_with_overrides(args: argparse.Namespace) -> SweepSpec:
     if getattr(args, "profile", None):
         is_path = "/" in args.profile or args.profile.endswith(".yaml")
         spec.backend.profile = os.path.abspath(args.profile) if is_path else args.profile
+    if spec.backend.kind == "slurm" and (
+        getattr(args, "backend", None) or getattr(args, "profile", None)
+    ):
+        from clapsweep.sweep.slurm_backend import load_profile
+
+        load_profile(spec.backend.profile, spec.backend.slurm)  # fail before anything runs
     if getattr(args, "workdir", None):
         spec.workdir = os.path.abspath(args.workdir)
+    if getattr(args, "no_track", False):
+        spec.tracking.wandb.enabled = False
     return spec
 
 
@@ -146,7 +156,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
 
 
-COMMANDS = {"run": cmd_run, "status": cmd_status, "report": cmd_report, "cancel": cmd_cancel}
+def add_sync_command(subparsers: Any) -> None:
+    """Add `sync`: upload the sweep's offline W&B runs (clapsweep.sweep.sync)."""
+    sync = subparsers.add_parser("sync", help="upload a sweep's offline W&B runs")
+    sync.add_argument("sweep", metavar="SWEEP", help="the sweep's YAML file")
+    sync.add_argument("--workdir", metavar="DIR", help="the workdir given to `run`, if any")
+    sync.add_argument("--dry-run", action="store_true", help="print the wandb command only")
+    sync.set_defaults(handler=cmd_sync)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from clapsweep.sweep.sync import sync_sweep
+
+    sync_sweep(load_with_overrides(args), dry_run=args.dry_run)
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "status": cmd_status,
+    "report": cmd_report,
+    "cancel": cmd_cancel,
+    "sync": cmd_sync,
+}
 
 
 # ----------------------------------------------------------------------------- printing

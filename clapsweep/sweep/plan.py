@@ -166,6 +166,8 @@ def build_plan(spec: SweepSpec) -> Plan:
             }
             embed = b.add("embed", embed_cfg, {"teacher": teacher}, user)
             for row in spec.grid.rows:
+                if row.fractions is not None and fraction not in row.fractions:
+                    continue
                 if row.strategy == "du":
                     groups = [tasks]
                 else:

@@ -131,7 +131,11 @@ class RayBackend(Backend):
         tuner = tune.Tuner(
             trainable,
             param_space={"stage": tune.grid_search(list(by_name))},
-            tune_config=tune.TuneConfig(max_concurrent_trials=self.max_concurrent),
+            # reuse_actors: the next stage of the same resources runs in the same worker
+            # process, which spares a Python start per stage.
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=self.max_concurrent, reuse_actors=True
+            ),
             run_config=tune.RunConfig(
                 name=layer,
                 storage_path=str(workdir / "ray"),

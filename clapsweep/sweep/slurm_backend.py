@@ -344,6 +344,25 @@ class SlurmBackend(Backend):
         waiting |= self._submit([s for s in stages if s.name not in waiting], task, book)
         retries = dict.fromkeys((s.name for s in stages), 0)
         results: dict[str, dict[str, Any] | BaseException] = {}
+        try:
+            self._wait(waiting, results, retries, book, task)
+        except KeyboardInterrupt:
+            self._say(
+                "interrupted: the submitted jobs keep running; `clapsweep run` re-attaches "
+                "to them, `clapsweep cancel` stops them"
+            )
+            raise
+        return results
+
+    def _wait(
+        self,
+        waiting: dict[str, _Job],
+        results: dict[str, dict[str, Any] | BaseException],
+        retries: dict[str, int],
+        book: dict,
+        task: SlurmStage,
+    ) -> None:
+        """Poll until every waiting job has a result, failed for good, or was resubmitted."""
         while waiting:
             time.sleep(self.profile.poll_s)
             states = job_states([w.job.job_id for w in waiting.values()])
@@ -355,7 +374,7 @@ class SlurmBackend(Backend):
                     w.running = True
                     self._emit({"event": "start"} | _fields(w.stage))
                 if w.job.paths.result_pickle.exists():
-                    results[name] = self._outcome(w, state)
+                    results[name] = self._outcome(w)
                 elif state in TERMINAL:
                     # The result file may lag behind the state on a network filesystem.
                     w.terminal_polls += 1
@@ -373,7 +392,6 @@ class SlurmBackend(Backend):
             self._save(book)
             if again:
                 waiting |= self._submit(again, task, book)
-        return results
 
     def _reattach(self, stages: list[PlannedStage], book: dict) -> dict[str, _Job]:
         """Stages whose recorded job is still pending or running: wait for that job."""
@@ -397,8 +415,6 @@ class SlurmBackend(Backend):
             group = [s for s in stages if s.kind == kind]
             try:
                 jobs = self._executor(kind).map_array(task, group)
-            except subprocess.CalledProcessError as e:  # never raised: submitit wraps it
-                raise UserError(f"sbatch failed: {e}") from None
             except RuntimeError as e:  # submitit's FailedJobError: sbatch refused the job
                 if "sbatch" not in str(e):
                     raise
@@ -453,7 +469,7 @@ class SlurmBackend(Backend):
 
     # ------------------------------------------------------------------ outcomes
 
-    def _outcome(self, w: _Job, state: str) -> dict[str, Any] | BaseException:
+    def _outcome(self, w: _Job) -> dict[str, Any] | BaseException:
         name, job_id = w.stage.name, w.job.job_id
         try:
             return w.job.result()

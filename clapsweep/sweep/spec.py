@@ -64,6 +64,9 @@ class RowSpec:
     beta: float | None = None
     replay: float | None = None
     soft_target: Literal["paper", "normalized", "softmax"] | None = None
+    # Teacher fractions this row runs at (default: all of grid.teacher_fraction). Table 3
+    # has only DU+SL and ADS+SL at 10 %, so the other rows need not run there.
+    fractions: list[float] | None = None
 
 
 @dataclass
@@ -229,6 +232,12 @@ def _check_grid(grid: GridSpec, tasks: list[str]) -> None:
             raise ConfigError(f"{where}.name: {row.name!r} is reserved for the baselines")
         seen.add(row.name)
         _check_row(row, where, tasks)
+        for j, f in enumerate(row.fractions or []):
+            if f not in grid.teacher_fraction:
+                raise ConfigError(
+                    f"{where}.fractions[{j}]: {f} is not in grid.teacher_fraction "
+                    f"{grid.teacher_fraction}"
+                )
 
 
 # Which thresholds each strategy needs; any other threshold on the row is a mistake.

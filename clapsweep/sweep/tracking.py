@@ -1,0 +1,207 @@
+"""W&B tracking: one run per stage execution, and one summary run per sweep.
+
+Each stage execution is a run with group = sweep name, job_type = stage kind, name = stage
+name and a deterministic id (sweep and stage name), so an interrupted stage that runs again
+continues its run (resume="allow") instead of starting a second one. Its config is the stage
+config plus every swept value of the trials that use the stage (row, strategy, sigma,
+sigma_ds, beta, replay, fraction, seed, task: one value when all trials agree, else the list).
+Training progress is logged step by step, and the final result dict (metrics, Improvement-Set
+counts) becomes the run's summary.
+
+Offline by default: runs are written under <workdir>/wandb/wandb/offline-run-* and
+`clapsweep sync` uploads them. The environment (WANDB_MODE, WANDB_DIR, WANDB_CACHE_DIR,
+WANDB_CONFIG_DIR, WANDB_SILENT) is set in the process that runs the stage, never to an empty
+string. No API key is read or written here; online mode uses the key wandb finds itself
+(WANDB_API_KEY or `wandb login`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import netrc
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from clapsweep.errors import UserError
+from clapsweep.sweep.plan import PlannedStage
+from clapsweep.sweep.runner import Tracker, TrackerRun
+from clapsweep.sweep.spec import SweepSpec
+
+# Swept values a run's config carries, in this order.
+SWEPT = ("row", "strategy", "sigma", "sigma_ds", "beta", "replay", "fraction", "seed", "task")
+
+
+class WandbTracker(Tracker):
+    """Tracker for W&B; plain data only, so it pickles into Ray workers."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        w = spec.tracking.wandb
+        self.project, self.entity, self.mode = w.project, w.entity, w.mode
+        self.sweep = spec.name
+        self.workdir = str(spec.workdir)
+        self.rows = {row.name: dataclasses.asdict(row) for row in spec.grid.rows}
+        student = spec.student_train()
+        self.defaults = {"beta": student.beta, "replay": student.replay}
+        if self.mode == "online" and not has_api_key():
+            raise UserError(
+                "tracking.wandb.mode: online needs a W&B API key (run `wandb login` or set "
+                "WANDB_API_KEY); or use mode: offline and upload later with `clapsweep sync`"
+            )
+
+    @property
+    def wandb_dir(self) -> Path:
+        return Path(self.workdir) / "wandb"
+
+    def environment(self) -> dict[str, str]:
+        d = self.wandb_dir
+        return {
+            "WANDB_MODE": self.mode,
+            "WANDB_DIR": str(d),
+            "WANDB_CACHE_DIR": str(d / "cache"),
+            "WANDB_CONFIG_DIR": str(d / "config"),
+            "WANDB_SILENT": "true",
+        }
+
+    def _init(self, **kwargs: Any) -> Any:
+        """wandb.init in this sweep's folder; the environment is set first."""
+        os.environ.update(self.environment())
+        self.wandb_dir.mkdir(parents=True, exist_ok=True)
+        import wandb
+
+        return wandb.init(
+            project=self.project,
+            entity=self.entity,
+            group=self.sweep,
+            dir=str(self.wandb_dir),
+            resume="allow",
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ stage runs
+
+    def start(self, stage: PlannedStage, sweep: str) -> TrackerRun:
+        if self.mode == "disabled":
+            return TrackerRun()
+        run = self._init(
+            id=run_id(sweep, stage.name),
+            name=stage.name,
+            job_type=stage.kind,
+            config=self.run_config(stage),
+        )
+        return WandbRun(run)
+
+    def run_config(self, stage: PlannedStage) -> dict[str, Any]:
+        """The stage config, its identity, its trials and their swept values."""
+        swept: dict[str, list[Any]] = {name: [] for name in SWEPT}
+        for user in stage.users:
+            for name, value in self.swept_values(user).items():
+                if value not in swept[name]:
+                    swept[name].append(value)
+        config = dict(stage.config)
+        config.update({name: v[0] if len(v) == 1 else v for name, v in swept.items() if v})
+        config["stage"] = {
+            "kind": stage.kind,
+            "key": stage.key,
+            "name": stage.name,
+            "inputs": stage.inputs,
+        }
+        config["users"] = stage.users
+        return config
+
+    def swept_values(self, user: dict[str, Any]) -> dict[str, Any]:
+        """One trial's swept values; task is 'all' for a trial over every task (DU)."""
+        tasks = user.get("tasks") or []
+        task = tasks[0] if len(tasks) == 1 else "all"
+        values: dict[str, Any] = {
+            "row": user["row"],
+            "fraction": user.get("fraction"),
+            "seed": user.get("seed"),
+            "task": task,
+        }
+        row = self.rows.get(user["row"])
+        if row is None:  # the teacher and MS-CLAP baselines
+            return values
+        values["strategy"] = row["strategy"]
+        for name in ("sigma", "sigma_ds"):
+            value = row[name]
+            if isinstance(value, dict) and task in value:
+                value = value[task]  # a per-task threshold (DS, ADS)
+            if value is not None:
+                values[name] = value
+        for name in ("beta", "replay"):
+            values[name] = row[name] if row[name] is not None else self.defaults[name]
+        return values
+
+    # ------------------------------------------------------------------ the sweep run
+
+    def close(self, summary: dict[str, Any]) -> None:
+        """Log the sweep summary to the '<sweep>-summary' run; skipped when this run of the
+        driver executed nothing (all cached), so reruns add no empty runs."""
+        if self.mode == "disabled" or not (summary["stages_executed"] or summary["stages_failed"]):
+            return
+        counts = {k: v for k, v in summary.items() if k not in ("failures", "skipped")}
+        failures = [{"name": f["name"], "message": f["message"]} for f in summary["failures"]]
+        run = self._summary_run()
+        run.summary.update(counts | {"failures": failures})
+        run.finish()
+
+    def log_tables(self, tables: dict[str, tuple[list[str], list[list[Any]]]]) -> None:
+        """Log aggregated tables, {name: (columns, rows)}, as wandb.Tables to the summary run."""
+        if self.mode == "disabled" or not tables:
+            return
+        import wandb
+
+        run = self._summary_run()
+        run.log(
+            {
+                name: wandb.Table(columns=list(cols), data=rows)
+                for name, (cols, rows) in tables.items()
+            }
+        )
+        run.finish()
+
+    def _summary_run(self) -> Any:
+        return self._init(
+            id=run_id(self.sweep, "summary"),
+            name=f"{self.sweep}-summary",
+            job_type="summary",
+            config={"sweep": self.sweep, "workdir": self.workdir},
+        )
+
+
+class WandbRun(TrackerRun):
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        # wandb numbers the steps itself: a resumed stage may report a step it reported
+        # before its interruption, which W&B would refuse as a step going backwards.
+        self.run.log(dict(metrics))
+
+    def finish(self, result: dict[str, Any]) -> None:
+        self.run.summary.update(result)
+        self.run.finish()
+
+    def fail(self, message: str) -> None:
+        self.run.summary["error"] = message
+        self.run.finish(exit_code=1)
+
+
+def run_id(sweep: str, name: str) -> str:
+    """A deterministic W&B run id: letters, digits, '-' and '_' only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{sweep}-{name}")[:128]
+
+
+def has_api_key() -> bool:
+    """Whether wandb would find credentials (environment or ~/.netrc); never reads them out."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    try:
+        return netrc.netrc(path).authenticators(host or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False

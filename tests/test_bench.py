@@ -1,0 +1,183 @@
+"""The benchmarks run end to end at tiny sizes and report consistent figures (no timing limits)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from clapsweep import bench, bench_cli
+from clapsweep.audio import load_audio
+from clapsweep.config import FrontendConfig, ModelConfig
+from clapsweep.errors import UserError
+
+FRONT = FrontendConfig(
+    sample_rate=8000, clip_seconds=0.5, n_fft=256, win_length=256, hop_length=128, n_mels=16,
+    f_max=4000.0,
+)  # fmt: skip
+MODEL = ModelConfig(audio="small_cnn", audio_width=4, text="minilm", text_pooling="mean", dim=16)
+
+
+def test_write_wav_is_16_bit_pcm_that_load_audio_reads(tmp_path):
+    path = tmp_path / "a.wav"
+    bench.write_wav(path, np.array([0.0, 0.5, -0.5, 1.0, -1.0, 2.0]), 16000)
+    got = load_audio(path, 16000).numpy()
+    # round(x * 32767) / 32768, clipped: 0.5 -> 16384 (half to even), 2.0 -> 32767.
+    expected = np.array([0, 16384, -16384, 32767, -32767, 32767]) / 32768
+    np.testing.assert_array_equal(got, expected.astype(np.float32))
+
+
+def test_write_clips_gives_distinct_files_of_the_asked_length(tmp_path):
+    paths = bench.write_clips(tmp_path, 3, 0.25, 8000)
+    waves = [load_audio(p, 8000) for p in paths]
+    assert [len(w) for w in waves] == [2000, 2000, 2000]
+    assert not torch.equal(waves[0], waves[1])
+
+
+def test_stdlib_wav_decoder_matches_soundfile(tmp_path):
+    fallback = bench._wave_soundfile()
+    stereo = tmp_path / "s.wav"
+    data = np.random.default_rng(0).uniform(-0.9, 0.9, size=(1000, 2))
+    sf.write(stereo, data, 22050, subtype="PCM_16")
+    got, rate = fallback.read(stereo, dtype="float32", always_2d=True)
+    want, want_rate = sf.read(stereo, dtype="float32", always_2d=True)
+    assert rate == want_rate == 22050
+    np.testing.assert_array_equal(got, want)
+    info = fallback.info(stereo)
+    assert (info.frames, info.samplerate, info.channels, info.format) == (1000, 22050, 2, "WAV")
+    deep = tmp_path / "d.wav"
+    sf.write(deep, data, 22050, subtype="PCM_24")
+    with pytest.raises(fallback.SoundFileError, match="16-bit"):
+        fallback.read(deep)
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not a wav file at all")
+    with pytest.raises(fallback.SoundFileError):
+        fallback.info(junk)
+
+
+def test_named_configs():
+    front, model, train = bench.named_configs("paper")
+    assert (front.sample_rate, front.clip_seconds, model.audio, model.text) == (
+        44100, 5.0, "cnn14", "bert-base-uncased",
+    )  # fmt: skip
+    assert train["batch_size"] == 64
+    with pytest.raises(UserError, match="paper or demo"):
+        bench.named_configs("huge")
+
+
+def test_bench_train_reports_three_rates_and_their_ratios():
+    r = bench.bench_train(
+        config="demo", frontend=FRONT, model_cfg=MODEL, batch_size=4, steps=2, warmup=1,
+        device="cpu", cache="both",
+    )  # fmt: skip
+    files = 4 * 3  # one file per pair, batch x (warm-up + timed steps)
+    assert r["config"]["files"] == files
+    assert r["config"]["model"]["audio_width"] == 4
+    a, c = r["a_model_alone"], r["c_plain_fp32"]
+    cold, warm = r["b_trainer_cold"], r["b_trainer_warm"]
+    assert a["timed_steps"] == c["timed_steps"] == cold["timed_steps"] == 2
+    assert c["padded_tokens_mean"] == 100.0 and a["padded_tokens_mean"] < 40
+    assert a["settings"]["channels_last"] and not c["settings"]["channels_last"]
+    # The cold run decodes every file once; the warm run reads them all from the cache.
+    assert (cold["cache_hits"], cold["cache_misses"]) == (0, files)
+    assert (warm["cache_hits"], warm["cache_misses"]) == (files, 0)
+    ratios = r["ratios"]
+    assert ratios["a_over_c"] == round(a["samples_per_s"] / c["samples_per_s"], 3)
+    assert ratios["b_warm_over_a"] == round(warm["samples_per_s"] / a["samples_per_s"], 3)
+    assert ratios["b_cold_over_c"] == round(cold["samples_per_s"] / c["samples_per_s"], 3)
+    assert r["machine"]["device"] == "cpu" and r["machine"]["torch"] == torch.__version__
+    json.dumps(r)  # JSON-ready
+
+
+def test_bench_train_profile_and_steps_rounded_to_the_warmup(tmp_path):
+    path = tmp_path / "prof" / "p.txt"
+    r = bench.bench_train(
+        config="demo", frontend=FRONT, model_cfg=MODEL, batch_size=2, steps=3, warmup=2,
+        device="cpu", cache="warm", profile_path=path,
+    )  # fmt: skip
+    assert r["config"]["timed_steps"] == 4  # 3 rounded up to a multiple of the warm-up
+    assert r["b_trainer_warm"]["timed_steps"] == 4
+    assert "b_trainer_cold" not in r and r["cache_fill_clips_per_s"] > 0
+    text = path.read_text()
+    assert "torch.profiler: top 15 ops" in text and "cProfile" in text
+    assert "clapsweep/train.py" in text
+    assert 1 <= len(r["profile"]["top_ops_ms"]) <= 15
+
+
+def test_bench_train_rejects_a_missing_gpu_and_zero_warmup():
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA device"):
+            bench.bench_train(device="cuda")
+    with pytest.raises(UserError, match="warm-up"):
+        bench.bench_train(config="demo", frontend=FRONT, model_cfg=MODEL, warmup=0)
+
+
+def test_bench_data_rows_per_rate_worker_and_cache_state():
+    r = bench.bench_data(
+        seconds=0.25, files=3, workers=[0], rates=(16000, 8000), target_rate=8000,
+        file_seconds=0.5, batch_size=2,
+    )  # fmt: skip
+    rows = r["rows"]
+    assert [(x["source_rate"], x["cache"]) for x in rows] == [
+        (16000, "none"), (16000, "cold"), (16000, "warm"),
+        (8000, "none"), (8000, "cold"), (8000, "warm"),
+    ]  # fmt: skip
+    assert all(x["clips"] == 3 and x["workers"] == 0 for x in rows)
+    assert all(x["clips_per_s"] == round(3 / x["seconds"], 2) for x in rows if x["seconds"] > 0.01)
+
+
+def test_bench_curate_counts_the_pairs_a_full_matrix_finds():
+    r = bench.bench_curate(clips=300, captions_n=200, dim=8, sigma=0.8, chunk=64, device="cpu")
+    g = torch.Generator().manual_seed(0)  # the benchmark draws text first, then audio
+    text = torch.nn.functional.normalize(torch.randn(200, 8, generator=g), dim=1)
+    audio = torch.nn.functional.normalize(torch.randn(300, 8, generator=g), dim=1)
+    expected = int((text @ audio.T >= 0.8 - 1e-6).sum())
+    assert expected > 0
+    assert r["pairs_found"] == r["threshold_pairs_found"] == expected
+    assert r["config"]["blocks"] == math.ceil(300 / 64) * math.ceil(200 / 64) == 20
+    assert r["memory"]["full_matrix_fp32_bytes"] == 300 * 200 * 4
+    assert r["ratio_build_du_over_bare"] == round(r["build_du_s"] / r["bare_products_s"], 3)
+    scale = 1_900_000 * 128_000 / (300 * 200)
+    assert r["extrapolated"]["build_du_s"] == pytest.approx(r["build_du_s"] * scale, rel=1e-3)
+
+
+def test_bench_eval_compares_embedding_with_training():
+    r = bench.bench_eval(
+        config="demo", frontend=FRONT, model_cfg=MODEL, files=6, batch_size=4, workers=0,
+        train_batch_size=4, device="cpu",
+    )  # fmt: skip
+    train_rate = r["train_a_model_alone"]["samples_per_s"]
+    for name in ("embed_audio_tuned_cold", "embed_audio_tuned_warm"):
+        assert r[name]["clips_per_batch"] == 2
+        assert r["ratios"][f"{name}_over_train"] == round(r[name]["clips_per_s"] / train_rate, 3)
+    assert r["embed_audio_pipeline_defaults_warm"]["batch_size"] == 64
+    assert r["encode_audio_on_device"]["clips_per_s"] > 0
+
+
+def test_cli_prints_json_and_maps_errors(capsys):
+    code = bench_cli.main(
+        ["curate", "--clips", "100", "--captions", "50", "--dim", "8", "--sigma", "0.9",
+         "--chunk", "32", "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["benchmark"] == "curate" and out["config"]["clips"] == 100
+    with pytest.raises(SystemExit) as e:
+        bench_cli.main(["data", "--workers", "0,x"])
+    assert e.value.code == 2
+    if not torch.cuda.is_available():
+        assert bench_cli.main(["curate", "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_add_commands_sets_handlers():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    bench_cli.add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "train", "--config", "demo", "--profile", "--compile"])
+    assert args.handler is bench_cli._cmd_train and args.profile and args.compile
+    args = parser.parse_args(["bench", "data", "--workers", "0,2,8"])
+    assert args.workers == [0, 2, 8] and args.handler is bench_cli._cmd_data

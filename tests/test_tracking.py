@@ -1,0 +1,258 @@
+"""W&B tracking, offline and for real: runs are written by wandb and read back from their
+.wandb files (a LevelDB-style log of protobuf records, read by `records` below).
+
+The stage function is a stand-in (FakeStages) for clapsweep.pipeline.run_stage, which trains
+models for minutes; it reports two training steps and returns a result like a real stage's.
+`clapsweep sync` is tested without the network: its command and its error without a key.
+"""
+
+import argparse
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clapsweep import cli
+from clapsweep.errors import UserError
+from clapsweep.sweep import commands
+from clapsweep.sweep.plan import build_plan
+from clapsweep.sweep.runner import Tracker, make_tracker, run_sweep
+from clapsweep.sweep.spec import load_spec
+from clapsweep.sweep.sync import offline_runs, sync_command, sync_sweep
+from clapsweep.sweep.tracking import WandbTracker, run_id
+
+FAKE_KEY = "feedface" * 5  # API-key shaped (40 hex digits); must never land in a file
+
+
+class FakeStages:
+    """Stand-in for run_stage (see the module docstring); fails the student once if asked."""
+
+    def __init__(self, fail_student: bool = False) -> None:
+        self.fail_student = fail_student
+
+    def __call__(self, kind, config, inputs, out, report=None):
+        report({"step": 1, "loss": 0.5})
+        if kind == "student" and self.fail_student:
+            raise UserError("student interrupted")
+        report({"step": 2, "loss": 0.25})
+        if kind == "curate":
+            return {"pairs": 7, "captions": 3}
+        return {"accuracy": {"esc50": 0.5, "us8k": 0.75}}
+
+
+@pytest.fixture(autouse=True)
+def wandb_env(monkeypatch, tmp_path):
+    """The tracker sets WANDB_* in this process: restore them after each test. A fake key is
+    in the environment, as a user's would be."""
+    for name in ("WANDB_MODE", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "unused"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+
+
+def write_spec(tmp_path: Path, **wandb) -> Path:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "README").write_text("the stand-in stages read no data")
+    spec = {
+        "name": "track",
+        "workdir": str(tmp_path / "work"),
+        "data": {"root": str(data), "tasks": ["esc50", "us8k"]},
+        "student": {"replay": 0.25},
+        "grid": {
+            "seed": [3],
+            "rows": [{"name": "DU+SL", "strategy": "du", "sigma": 0.3, "beta": 0.4}],
+        },
+        "tracking": {"wandb": {"enabled": True, "project": "clapsweep-test"} | wandb},
+    }
+    path = tmp_path / "track.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+# ----------------------------------------------------------------------------- reading runs
+
+
+def records(path: Path):
+    """The protobuf records of a .wandb file: a 7-byte header (':W&B', magic, version), then
+    32 KiB blocks of chunks (crc32, length, type: 1 full, 2 first, 3 middle, 4 last)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, buf = 7, 32768, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # the rest of a block too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0:
+            break
+        buf += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(buf)
+            buf = b""
+            yield record
+
+
+def read_run(folder: Path) -> dict:
+    """id, group, job_type, name, config, history rows, final summary and exit code."""
+    (path,) = folder.glob("*.wandb")
+    run = {"history": [], "summary": {}, "exit_code": None}
+    for r in records(path):
+        kind = r.WhichOneof("record_type")
+        if kind == "run":
+            run |= {
+                "id": r.run.run_id,
+                "group": r.run.run_group,
+                "job_type": r.run.job_type,
+                "name": r.run.display_name,
+                "config": {u.key: json.loads(u.value_json) for u in r.run.config.update},
+            }
+        elif kind == "history":
+            row = {
+                "/".join(i.nested_key or [i.key]): json.loads(i.value_json) for i in r.history.item
+            }
+            run["history"].append({k: v for k, v in row.items() if not k.startswith("_")})
+        elif kind == "summary":
+            for u in r.summary.update:
+                run["summary"]["/".join(u.nested_key or [u.key])] = json.loads(u.value_json)
+        elif kind == "exit":
+            run["exit_code"] = r.exit.exit_code
+    return run
+
+
+def all_runs(workdir) -> list[dict]:
+    return [read_run(p) | {"folder": p} for p in offline_runs(workdir)]
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_offline_runs_carry_group_config_steps_and_summary(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    plan = build_plan(spec)
+    # teacher, its eval, embed, DU curation, the DU+SL student and its eval
+    assert len(plan.stages) == 6
+    summary = run_sweep(spec, stage_fn=FakeStages())
+    assert summary["stages_executed"] == 6
+    runs = all_runs(spec.workdir)
+    stage_runs = {r["name"]: r for r in runs if r["job_type"] != "summary"}
+    assert set(stage_runs) == set(plan.stages)
+    for name, run in stage_runs.items():
+        stage = plan.stages[name]
+        assert run["id"] == f"track-{name}"
+        assert run["group"] == "track"
+        assert run["job_type"] == stage.kind
+        assert run["history"] == [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.25}]
+        assert run["exit_code"] == 0
+        assert run["config"]["stage"]["key"] == stage.key
+        assert run["config"]["seed"] == 3 and run["config"]["fraction"] == 1.0
+
+    (student,) = [r for r in stage_runs.values() if r["job_type"] == "student"]
+    config = student["config"]
+    assert (config["row"], config["strategy"], config["task"]) == ("DU+SL", "du", "all")
+    assert (config["sigma"], config["beta"], config["replay"]) == (0.3, 0.4, 0.25)
+    assert config["train"]["beta"] == 0.4  # the stage config itself is there too
+    assert student["summary"]["accuracy"] == {"esc50": 0.5, "us8k": 0.75}
+    (curate,) = [r for r in stage_runs.values() if r["job_type"] == "curate"]
+    assert (curate["summary"]["pairs"], curate["summary"]["captions"]) == (7, 3)
+    # The teacher serves the teacher row and the DU+SL trial: both rows are in its config.
+    (teacher,) = [r for r in stage_runs.values() if r["job_type"] == "teacher"]
+    assert teacher["config"]["row"] == ["teacher", "DU+SL"]
+
+    (sweep_run,) = [r for r in runs if r["job_type"] == "summary"]
+    assert sweep_run["id"] == "track-summary"
+    assert sweep_run["summary"]["stages_executed"] == 6
+    assert sweep_run["summary"]["failures"] == []
+
+
+def test_resumed_stage_continues_its_run_and_no_key_is_written(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    summary = run_sweep(spec, stage_fn=FakeStages(fail_student=True))
+    assert summary["stages_failed"] == 1
+    failed = [r for r in all_runs(spec.workdir) if r["job_type"] == "student"]
+    assert len(failed) == 1
+    assert failed[0]["exit_code"] == 1
+    assert failed[0]["summary"]["error"] == "student interrupted"
+
+    run_sweep(spec, stage_fn=FakeStages())
+    students = [r for r in all_runs(spec.workdir) if r["job_type"] == "student"]
+    # Two attempts, two offline folders, one run id: W&B appends the second to the first.
+    assert len(students) == 2
+    assert students[0]["id"] == students[1]["id"] == failed[0]["id"]
+    assert students[1]["exit_code"] == 0
+    ids = {r["id"] for r in all_runs(spec.workdir)}
+    assert len(ids) == 6 + 1  # one per stage and the sweep's summary run
+
+    # Nothing left to do: no new runs at all, not even a summary.
+    before = len(offline_runs(spec.workdir))
+    assert run_sweep(spec, stage_fn=FakeStages())["stages_executed"] == 0
+    assert len(offline_runs(spec.workdir)) == before
+
+    files = [p for p in Path(spec.workdir).rglob("*") if p.is_file()]
+    assert len(files) > 20
+    for path in files:
+        assert FAKE_KEY.encode() not in path.read_bytes(), path
+
+
+def test_log_tables_writes_them_to_the_summary_run(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    spec.workdir = str(tmp_path / "tables")
+    WandbTracker(spec).log_tables({"table2": (["row", "esc50"], [["DU", 0.5], ["DS", 0.25]])})
+    (run,) = all_runs(spec.workdir)
+    assert run["id"] == run_id("track", "summary") == "track-summary"
+    (row,) = run["history"]
+    assert (row["table2/_type"], row["table2/nrows"], row["table2/ncols"]) == ("table-file", 2, 2)
+    table = json.loads((run["folder"] / "files" / row["table2/path"]).read_text())
+    assert table["columns"] == ["row", "esc50"]
+    assert table["data"] == [["DU", 0.5], ["DS", 0.25]]
+
+
+def test_tracking_off_writes_nothing(tmp_path):
+    spec = load_spec(write_spec(tmp_path, enabled=False))
+    assert type(make_tracker(spec)) is Tracker
+    spec = load_spec(write_spec(tmp_path, mode="disabled"))
+    run_sweep(spec, stage_fn=FakeStages())
+    assert not (Path(spec.workdir) / "wandb").exists()
+    args = argparse.Namespace(sweep=str(write_spec(tmp_path)), no_track=True)
+    assert commands.load_with_overrides(args).tracking.wandb.enabled is False
+    assert cli._parser().parse_args(["run", "x.yaml", "--no-track"]).no_track is True
+
+
+def test_online_without_a_key_is_refused_before_running(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY")
+    spec = load_spec(write_spec(tmp_path, mode="online"))
+    with pytest.raises(UserError, match="online needs a W&B API key"):
+        make_tracker(spec)
+
+
+def test_sync_command_and_its_errors(tmp_path, monkeypatch, capsys):
+    spec_path = write_spec(tmp_path)
+    spec = load_spec(spec_path)
+    # No runs yet: one clear message, exit 2.
+    assert cli.main(["sync", str(spec_path)]) == 2
+    assert "no offline W&B runs under" in capsys.readouterr().err
+
+    runs = [
+        Path(spec.workdir) / "wandb" / "wandb" / f"offline-run-2026010{i}_000000-x" for i in (2, 1)
+    ]
+    for run in runs:
+        run.mkdir(parents=True)
+    (runs[0] / "run-x.wandb.synced").write_text("")
+    assert offline_runs(spec.workdir) == [runs[1], runs[0]]  # oldest first
+    command = sync_command([runs[1]])
+    assert command[-2:] == ["sync", str(runs[1])]
+    assert Path(command[0]).name == "wandb" and Path(command[0]).is_file()
+    assert sync_sweep(spec, dry_run=True, say=lambda line: None) == [runs[1]]  # not the synced
+
+    monkeypatch.delenv("WANDB_API_KEY")
+    assert cli.main(["sync", str(spec_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clapsweep: error: sync: no W&B API key; run `wandb login`")
+    assert "Traceback" not in err

@@ -25,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import cProfile
+import dataclasses
+import importlib.machinery
 import io
 import os
 import platform
@@ -45,6 +47,8 @@ import torch
 def _wave_soundfile() -> types.ModuleType:
     """A stand-in for the parts of soundfile that clapsweep.audio uses, for 16-bit PCM WAV."""
     mod = types.ModuleType("soundfile")
+    # A spec, as imported modules have: transformers looks soundfile up with find_spec.
+    mod.__spec__ = importlib.machinery.ModuleSpec("soundfile", None)
 
     class SoundFileError(Exception):
         pass
@@ -101,7 +105,13 @@ from clapsweep.errors import UserError  # noqa: E402
 from clapsweep.loader import PairDataset, epoch_batches, make_loader  # noqa: E402
 from clapsweep.losses import clap_loss  # noqa: E402
 from clapsweep.models.clap import CLAP  # noqa: E402
-from clapsweep.train import TrainData, autocast_for, make_optimizer, train  # noqa: E402
+from clapsweep.train import (  # noqa: E402
+    FrozenText,
+    TrainData,
+    autocast_for,
+    make_optimizer,
+    train,
+)
 
 FILE_RATE = 48000  # the benchmark's audio files, like most AudioSet downloads
 PLAIN_TOKENS = 100  # the fixed text padding of the plain baseline (c)
@@ -178,24 +188,28 @@ def _log(message: str) -> None:
 # ----------------------------------------------------------------------------- inputs
 
 
-def named_configs(name: str) -> tuple[FrontendConfig, ModelConfig, dict]:
-    """(frontend, model, train defaults) of `paper` or `demo`.
+def named_configs(name: str) -> tuple[FrontendConfig, ModelConfig, TrainConfig, str]:
+    """(frontend, model, training settings, where they come from) of `paper` or `demo`.
 
     `paper` is CNN14 + BERT-base (built from its config, no download) at 44.1 kHz, 5 s,
-    batch 64. `demo` reads sweeps/demo.yaml when it exists, else 16 kHz 2 s small_cnn width 16
-    + minilm dim 256, batch 32.
+    batch 64, both towers trained. `demo` reads the frontend, model and train sections of
+    sweeps/demo.yaml when it exists (its freeze_text included), else 16 kHz 2 s small_cnn
+    width 16 + minilm dim 256, batch 32.
     """
     if name == "paper":
-        return FrontendConfig(), ModelConfig(), {"batch_size": 64, "source": "paper defaults"}
+        return FrontendConfig(), ModelConfig(), TrainConfig(batch_size=64), "paper defaults"
     if name != "demo":
         raise UserError(f"--config: expected paper or demo, got {name!r}")
     if DEMO_SWEEP.is_file():
         data = load_yaml(DEMO_SWEEP)
-        frontend = from_dict(FrontendConfig, data.get("frontend"), "frontend")
-        model = from_dict(ModelConfig, data.get("model"), "model")
-        batch = int((data.get("train") or {}).get("batch_size", 32))
-        return frontend, model, {"batch_size": batch, "source": str(DEMO_SWEEP)}
-    return DEMO_FRONTEND, DEMO_MODEL, {"batch_size": 32, "source": "built-in demo defaults"}
+        try:
+            frontend = from_dict(FrontendConfig, data.get("frontend"), "frontend")
+            model = from_dict(ModelConfig, data.get("model"), "model")
+            train_cfg = from_dict(TrainConfig, data.get("train"), "train")
+        except UserError as e:
+            raise UserError(f"{DEMO_SWEEP}: {e}") from None
+        return frontend, model, train_cfg, str(DEMO_SWEEP)
+    return DEMO_FRONTEND, DEMO_MODEL, TrainConfig(batch_size=32), "built-in demo defaults"
 
 
 # Caption parts: one or two clauses, 3-21 words (12 on average), like AudioCaps and Clotho.
@@ -263,72 +277,75 @@ def _pairs(paths: Sequence[str], seed: int = 0) -> list[Pair]:
 
 
 def build_model(frontend: FrontendConfig, model_cfg: ModelConfig, seed: int = 0) -> CLAP:
-    """The CLAP model on the CPU, random weights (BERT-base from its config: no download)."""
+    """The CLAP model on the CPU with random weights, every tower built from its config.
+
+    Speed does not depend on the weights, and this needs only the text model's config and
+    tokenizer (no weights file), which is all scripts/gpu_bench.sh carries to a GPU machine.
+    """
     torch.manual_seed(seed)
-    return CLAP(model_cfg, frontend, pretrained_text=model_cfg.text == "minilm")
+    return CLAP(model_cfg, frontend, pretrained_text=False)
 
 
 # ----------------------------------------------------------------------------- train
 
 
-def _token_batches(model: CLAP, n: int, batch: int, pad_to: int | None) -> list[dict]:
-    """Token batches for the on-device benchmarks: per-batch padding, or a fixed length."""
-    out = []
-    for b in range(n):
-        texts = captions(batch, seed=1000 + b)
-        if pad_to is None:
-            out.append(model.tokenize(texts))
-        else:
-            enc = model.caption_encoder.tokenizer(
-                texts,
-                padding="max_length",
-                truncation=True,
-                max_length=pad_to,
-                return_tensors="pt",
-            )
-            out.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
-    return out
+def _tokens(model: CLAP, texts: list[str], pad_to: int | None) -> dict[str, torch.Tensor]:
+    """Token ids and mask: padded to the batch's longest caption, or to `pad_to` tokens."""
+    if pad_to is None:
+        return model.tokenize(texts)
+    enc = model.caption_encoder.tokenizer(
+        texts, padding="max_length", truncation=True, max_length=pad_to, return_tensors="pt"
+    )
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
 def step_rate(
     model: CLAP,
     device: torch.device,
     clip_samples: int,
-    batch_size: int,
+    cfg: TrainConfig,
     warmup: int,
     steps: int,
     *,
     plain: bool = False,
-    compile: bool = False,
-    cfg: TrainConfig | None = None,
 ) -> dict:
-    """Samples/s of optimizer steps on random on-device audio and caption tokens.
+    """Samples/s of optimizer steps (batch cfg.batch_size) on random on-device audio and
+    caption tokens.
 
-    Default: our training settings, taken from the trainer itself (autocast_for,
-    make_optimizer: bf16 autocast and fused Adam on CUDA; channels_last; per-batch text
-    padding; gradient clipping). `plain`: fp32, no channels_last, default (non-fused) Adam,
-    text padded to 100 tokens, same clipping.
+    Default: the training settings of `cfg`, applied by the trainer's own functions
+    (autocast_for, make_optimizer: bf16 autocast and fused Adam on CUDA; channels_last;
+    per-batch text padding; cfg.compile; cfg.freeze_text with the trainer's FrozenText;
+    gradient clipping). `plain`: fp32, no channels_last, default (non-fused) Adam, text padded
+    to 100 tokens, both towers trained, eager; the same clipping.
     """
-    cfg = cfg or TrainConfig(batch_size=batch_size)
+    batch = cfg.batch_size
     model = copy.deepcopy(model).to(device).train()
+    frozen = cfg.freeze_text and not plain
     if plain:
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         autocast = contextlib.nullcontext()
     else:
+        model.caption_encoder.base.requires_grad_(not frozen)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(model, cfg, device)
         autocast = autocast_for(cfg, device)
-    forward = torch.compile(model, dynamic=True) if compile else model
+    compiled = cfg.compile and not plain and not frozen  # as the trainer: frozen runs eager
+    forward = torch.compile(model, dynamic=True) if compiled else model
     n_batches = min(warmup + steps, 4)
+    texts = [captions(batch, seed=1000 + b) for b in range(n_batches)]
     tokens = [
-        {k: v.to(device) for k, v in t.items()}
-        for t in _token_batches(model, n_batches, batch_size, PLAIN_TOKENS if plain else None)
+        {k: v.to(device) for k, v in _tokens(model, t, PLAIN_TOKENS if plain else None).items()}
+        for t in texts
     ]
+    features = []
+    if frozen:
+        table = FrozenText(model, [c for t in texts for c in t], device)
+        features = [table(t) for t in texts]
+        model.caption_encoder.base.eval()  # as the trainer: no dropout in a frozen tower
     g = torch.Generator(device=device).manual_seed(0)
     audio = [
-        0.1 * torch.randn(batch_size, clip_samples, generator=g, device=device)
-        for _ in range(n_batches)
+        0.1 * torch.randn(batch, clip_samples, generator=g, device=device) for _ in range(n_batches)
     ]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -337,9 +354,12 @@ def step_rate(
         if i == warmup:
             _sync(device)
             t0 = time.perf_counter()
-        tok = tokens[i % n_batches]
+        k = i % n_batches
         with autocast:
-            logits = forward(audio[i % n_batches], tok["input_ids"], tok["attention_mask"])
+            if frozen:
+                logits = model.logits_from_text_features(audio[k], features[k])
+            else:
+                logits = forward(audio[k], tokens[k]["input_ids"], tokens[k]["attention_mask"])
         loss = clap_loss(logits.float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -349,24 +369,27 @@ def step_rate(
     _sync(device)
     seconds = time.perf_counter() - t0
     result = {
-        "samples_per_s": round(batch_size * steps / seconds, 3),
+        "samples_per_s": round(batch * steps / seconds, 3),
         "timed_steps": steps,
         "seconds": round(seconds, 3),
         "padded_tokens_mean": round(float(np.mean([t["input_ids"].shape[1] for t in tokens])), 2),
-        "settings": _settings(plain, compile, cfg, device),
+        "settings": _settings(plain, compiled, frozen, cfg, device),
     }
     if device.type == "cuda":
         result["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
     return result
 
 
-def _settings(plain: bool, compile: bool, cfg: TrainConfig, device: torch.device) -> dict:
+def _settings(
+    plain: bool, compiled: bool, frozen: bool, cfg: TrainConfig, device: torch.device
+) -> dict:
     if plain:
         return {
             "autocast": "off (fp32)",
             "channels_last": False,
             "optimizer": "torch.optim.Adam defaults (not fused)",
             "text_padding": f"fixed {PLAIN_TOKENS} tokens",
+            "text_tower": "trained",
             "compile": False,
             "grad_clip": cfg.grad_clip,
         }
@@ -374,9 +397,11 @@ def _settings(plain: bool, compile: bool, cfg: TrainConfig, device: torch.device
     return {
         "autocast": "bf16" if bf16 else "off (fp32)",
         "channels_last": cfg.channels_last,
-        "optimizer": "Adam fused" if device.type == "cuda" else "Adam (fused is CUDA only)",
+        "optimizer": f"{cfg.optimizer} "
+        + ("fused" if device.type == "cuda" else "(CPU: not fused)"),
         "text_padding": "per batch (longest caption)",
-        "compile": compile,
+        "text_tower": "frozen (features computed once)" if frozen else "trained",
+        "compile": compiled,
         "grad_clip": cfg.grad_clip,
     }
 
@@ -448,18 +473,22 @@ def bench_train(
     frontend: FrontendConfig | None = None,
     model_cfg: ModelConfig | None = None,
     profile_path: str | Path | None = None,
+    freeze_text: bool | None = None,
 ) -> dict:
     """Training throughput (a) model alone, (b) real trainer + pipeline, (c) plain fp32 step.
 
     `cache`: `cold`, `warm` or `both` (default: both, except warm only for the paper config
     on CPU). `frontend`/`model_cfg` replace the named config (tests use tiny ones).
     `profile_path`: also profile the real trainer and write the summary there.
+    `freeze_text`: override the config's (the demo sweep may freeze the text tower).
     """
     began = time.perf_counter()
     dev = resolve_device(device)
-    front, mcfg, defaults = named_configs(config)
+    front, mcfg, base_cfg, source = named_configs(config)
     front, mcfg = frontend or front, model_cfg or mcfg
-    b_def, w_def, s_def = _train_defaults(config, dev, defaults["batch_size"])
+    if freeze_text is not None:
+        base_cfg = dataclasses.replace(base_cfg, freeze_text=freeze_text)
+    b_def, w_def, s_def = _train_defaults(config, dev, base_cfg.batch_size)
     batch = batch_size or b_def
     warm = warmup if warmup is not None else w_def
     if warm < 1:
@@ -482,10 +511,11 @@ def bench_train(
         "machine": machine(dev),
         "config": {
             "name": config,
-            "source": defaults["source"],
+            "source": source,
             "frontend": to_dict(front),
             "model": to_dict(mcfg),
-            "text_weights": "pretrained" if mcfg.text == "minilm" else "random (from config)",
+            "freeze_text": base_cfg.freeze_text,
+            "weights": "random, built from config (speed does not depend on them)",
             "batch_size": batch,
             "warmup_steps": warm,
             "timed_steps": steps,
@@ -497,21 +527,24 @@ def bench_train(
             "file_seconds": file_seconds,
         },
     }
-    _log("(a) model alone")
-    a = step_rate(model, dev, clip, batch, warm, steps, compile=compile)
-    result["a_model_alone"] = a
-    _log("(c) plain fp32 step")
-    c = step_rate(model, dev, clip, batch, warm, steps, plain=True)
-    result["c_plain_fp32"] = c
-    ratios = {"a_over_c": _ratio(a["samples_per_s"], c["samples_per_s"])}
-    cfg = TrainConfig(
+    cfg = dataclasses.replace(
+        base_cfg,
         batch_size=batch,
         epochs=1,
         max_steps=total,
         log_every=warm,
         num_workers=workers,
         compile=compile,
+        seed=0,
     )
+    result["config"]["train"] = to_dict(cfg)
+    _log("(a) model alone")
+    a = step_rate(model, dev, clip, cfg, warm, steps)
+    result["a_model_alone"] = a
+    _log("(c) plain fp32 step")
+    c = step_rate(model, dev, clip, cfg, warm, steps, plain=True)
+    result["c_plain_fp32"] = c
+    ratios = {"a_over_c": _ratio(a["samples_per_s"], c["samples_per_s"])}
     with tempfile.TemporaryDirectory(prefix="clapsweep-bench-") as tmp:
         _log(f"writing {batch * total} WAV files")
         pairs = _pairs(write_clips(Path(tmp) / "wav", batch * total, file_seconds, FILE_RATE))
@@ -654,7 +687,7 @@ def bench_data(
                             "workers": w,
                             "cache": mode,
                             "clips": clips,
-                            "seconds": round(secs, 3),
+                            "seconds": round(secs, 6),
                             "clips_per_s": round(clips / secs, 2),
                         }
                     )
@@ -797,10 +830,10 @@ def bench_curate(
             "seed": seed,
         },
         "pairs_found": len(imp),
-        "bare_products_s": round(bare_s, 4),
+        "bare_products_s": round(bare_s, 6),
         "bare_tflops": round(flops / bare_s / 1e12, 3),
-        "threshold_pairs_s": round(tp_s, 4),
-        "build_du_s": round(du_s, 4),
+        "threshold_pairs_s": round(tp_s, 6),
+        "build_du_s": round(du_s, 6),
         "ratio_threshold_pairs_over_bare": _ratio(tp_s, bare_s),
         "ratio_build_du_over_bare": _ratio(du_s, bare_s),
         "target": "build_du <= 1.5 x bare products (GPU)",
@@ -866,14 +899,14 @@ def bench_eval(
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
     config = config or ("paper" if gpu else "demo")
-    front, mcfg, defaults = named_configs(config)
+    front, mcfg, base_cfg, source = named_configs(config)
     front, mcfg = frontend or front, model_cfg or mcfg
     paper_cpu = config == "paper" and not gpu
     files = files or (4096 if gpu else 8 if paper_cpu else 256)
     batch = batch_size or (512 if gpu else 8 if paper_cpu else 64)
     if workers is None:
         workers = _gpu_workers() if gpu else 0
-    t_batch, t_warm, t_steps = _train_defaults(config, dev, defaults["batch_size"])
+    t_batch, t_warm, t_steps = _train_defaults(config, dev, base_cfg.batch_size)
     t_batch = train_batch_size or t_batch
     _log(f"eval {config}: building the model")
     model = build_model(front, mcfg)
@@ -884,7 +917,7 @@ def bench_eval(
         "machine": machine(dev),
         "config": {
             "name": config,
-            "source": defaults["source"],
+            "source": source,
             "frontend": to_dict(front),
             "model": to_dict(mcfg),
             "files": files,
@@ -930,7 +963,8 @@ def bench_eval(
         "channels_last": True,
     }
     _log("training step rate (a)")
-    train_a = step_rate(model, dev, clip, t_batch, t_warm, t_steps)
+    train_cfg = dataclasses.replace(base_cfg, batch_size=t_batch)
+    train_a = step_rate(model, dev, clip, train_cfg, t_warm, t_steps)
     result["train_a_model_alone"] = train_a
     rate = train_a["samples_per_s"]
     result["ratios"] = {

@@ -48,6 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             workers=args.workers,
             cache=args.cache,
             profile_path=profile,
+            freeze_text=args.freeze_text,
         )
     )
 
@@ -120,6 +121,11 @@ def add_commands(subparsers) -> None:
     train.add_argument("--compile", action="store_true", help="torch.compile (a) and (b)")
     train.add_argument("--workers", type=int, help="DataLoader workers of (b)")
     train.add_argument("--cache", choices=["cold", "warm", "both"], help="AudioCache of (b)")
+    train.add_argument(
+        "--freeze-text",
+        action=argparse.BooleanOptionalAction,
+        help="freeze the text tower (default: as the config; the demo sweep may set it)",
+    )
     train.add_argument("--profile", action="store_true", help="also profile the real trainer")
     train.add_argument("--profile-out", help="profile file (default $OUT/ or ./bench-profile.txt)")
     train.set_defaults(handler=_cmd_train)

@@ -11,6 +11,7 @@ weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -78,21 +79,37 @@ def _save_atomic(obj: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+# caption -> pooled text feature, per text-tower fingerprint; shared by the stages of one
+# process (a sweep's students all start from the same frozen tower).
+_TEXT_FEATURES: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def _fingerprint(module: torch.nn.Module) -> str:
+    """A cheap identity of a module's weights (name, shape and sum of every tensor)."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(f"{name}{tuple(t.shape)}{t.double().sum().item():.10e}".encode())
+    return h.hexdigest()
+
+
 class FrozenText:
     """Pooled text-tower outputs per caption, computed once: a frozen tower gives the same
-    output every epoch, so only the projection runs per step."""
+    output every epoch (and to every student of the same teacher), so only the projection
+    runs per step."""
 
     def __init__(self, model, captions: list[str], device: torch.device, batch_size: int = 256):
+        model.caption_encoder.base.eval()
+        known = _TEXT_FEATURES.setdefault(_fingerprint(model.caption_encoder.base), {})
+        todo = sorted(set(captions) - set(known))
+        with torch.no_grad():
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                tokens = {k: v.to(device) for k, v in model.tokenize(chunk).items()}
+                feats = model.text_features(tokens["input_ids"], tokens["attention_mask"])
+                known.update(zip(chunk, feats.cpu(), strict=True))
         unique = sorted(set(captions))
         self.row = {c: i for i, c in enumerate(unique)}
-        parts = []
-        model.caption_encoder.base.eval()
-        with torch.no_grad():
-            for start in range(0, len(unique), batch_size):
-                tokens = model.tokenize(unique[start : start + batch_size])
-                tokens = {k: v.to(device) for k, v in tokens.items()}
-                parts.append(model.text_features(tokens["input_ids"], tokens["attention_mask"]))
-        self.table = torch.cat(parts)
+        self.table = torch.stack([known[c] for c in unique]).to(device)
 
     def __call__(self, captions: list[str]) -> torch.Tensor:
         return self.table[torch.tensor([self.row[c] for c in captions], device=self.table.device)]
@@ -139,7 +156,7 @@ def train(
     dev = pick_device(device)
     model.to(dev)
     model.caption_encoder.base.requires_grad_(not cfg.freeze_text)
-    if cfg.channels_last:
+    if cfg.channels_last and dev.type == "cuda":  # on CPU it measured slower (docs/benchmarks.md)
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg, dev)
     steps_per_epoch = len(epoch_batches(len(data.main), 0, cfg.batch_size, 0.0, cfg.seed, 0))

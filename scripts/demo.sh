@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job on the offline demo world: generates synthworld on first use, then runs it.
+# The main job on the offline demo: the paper's Tables 2 and 3 on synthworld, on CPU.
+# Generates synthworld on first use; a second run resumes or, when finished, does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec .venv/bin/clapsweep demo "$@"
+.venv/bin/clapsweep run sweeps/demo.yaml "$@"
+.venv/bin/clapsweep report --table 2 --sweep sweeps/demo.yaml
+.venv/bin/clapsweep report --table 3 --sweep sweeps/demo.yaml

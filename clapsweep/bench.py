@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import types
+import warnings
 import wave
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -607,12 +608,15 @@ def profile_train(
 
     @contextlib.contextmanager
     def both() -> Iterator[None]:
-        with profile(activities=activities) as prof:
-            python.enable()
-            try:
-                yield
-            finally:
-                python.disable()
+        with warnings.catch_warnings():
+            # One profiling cycle is all we record, which torch warns about.
+            warnings.filterwarnings("ignore", message=".*Profiler clears events")
+            with profile(activities=activities) as prof:
+                python.enable()
+                try:
+                    yield
+                finally:
+                    python.disable()
         holder["prof"] = prof
 
     warm = cfg.log_every

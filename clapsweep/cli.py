@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from clapsweep import bench_cli
 from clapsweep.errors import UserError
 from clapsweep.sweep import commands
 
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--tasks", nargs="+", help="subset of esc50 us8k tut17")
     ev.set_defaults(handler=_cmd_eval)
     commands.add_commands(sub)
+    bench_cli.add_commands(sub)
     return p
 
 

@@ -22,7 +22,7 @@ from clapsweep.errors import UserError
 from clapsweep.store import Store
 from clapsweep.sweep.plan import build_plan
 from clapsweep.sweep.runner import StageExecutor, ensure_data, make_backend, run_sweep
-from clapsweep.sweep.spec import load_spec, parse_spec
+from clapsweep.sweep.spec import ResourceSpec, load_spec, parse_spec
 from clapsweep.sweep.tracking import WandbTracker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,3 +236,12 @@ def test_close_leaves_a_ray_it_did_not_start(tmp_path, backend):
     other.close()
     assert ray.is_initialized()
     assert backend.started
+
+
+def test_resources_beyond_the_local_ray_are_refused(tmp_path, backend):
+    spec = smoke_spec(tmp_path)
+    spec.backend.resources = {"student": ResourceSpec(cpu=1, gpu=1000)}
+    with pytest.raises(UserError, match=r"backend.resources.student.gpu: asks for 1000 but"):
+        make_backend(spec).connect()
+    spec.backend.resources = {"teacher": ResourceSpec(cpu=1)}
+    make_backend(spec).connect()  # one CPU is always there

@@ -9,6 +9,7 @@ models for minutes; it reports two training steps and returns a result like a re
 import argparse
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def records(path: Path):
             pos += block - pos % block
             continue
         _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        if kind == 0:
+        if kind == 0 or pos + 7 + length > len(data):  # the end, or a chunk being written
             break
         buf += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
@@ -101,7 +102,17 @@ def records(path: Path):
 
 
 def read_run(folder: Path) -> dict:
-    """id, group, job_type, name, config, history rows, final summary and exit code."""
+    """id, group, job_type, name, config, history rows, final summary and exit code.
+
+    wandb's service process may still be writing the file when run.finish() has returned:
+    wait (up to 30 s) until it holds the run's exit record."""
+    deadline = time.time() + 30
+    while (run := _parse_run(folder))["exit_code"] is None and time.time() < deadline:
+        time.sleep(0.2)
+    return run
+
+
+def _parse_run(folder: Path) -> dict:
     (path,) = folder.glob("*.wandb")
     run = {"history": [], "summary": {}, "exit_code": None}
     for r in records(path):

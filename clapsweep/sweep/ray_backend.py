@@ -10,12 +10,14 @@ The store, not Tune, is the source of truth. A stage checkpoints into its own
 node sees), finishes by renaming it into place, and records a failure next to it. So a trial
 that runs again (a later `clapsweep run` after a crash or a kill) resumes from that folder,
 and the driver never needs `Tuner.restore`: it plans again, skips what the store says is
-finished and starts a fresh Tuner for the rest. Tune's own folder, <workdir>/ray/<layer>-<time>,
-holds only its logs and per-trial results.
+finished and starts a fresh Tuner for the rest. Tune's own folder, <workdir>/ray/layer<N>-<time>,
+holds only its experiment state.
 
-Started locally (backend.address null) Ray listens on the loopback interface only. A failing
-stage is one errored trial: the layer goes on, and the stage's StageFailed (message and log
-path) comes back as its result.
+Started locally (backend.address null) Ray listens on the loopback interface only; this needs
+the environment that `connect` sets before it imports Ray, so nothing should import Ray
+earlier in the driver. A failing stage is one errored trial: the layer goes on, and the
+stage's StageFailed (message and log path) comes back as its result. The stage function
+travels to the workers by reference: it must be importable there (clapsweep's is).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import re
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,7 +69,7 @@ class RayBackend(Backend):
         self.max_concurrent = spec.backend.max_concurrent or None  # 0: no limit
         self.resources = dict(spec.backend.resources)
         self.started = False  # True when this backend started Ray (close() stops it)
-        self.init_s: float | None = None  # seconds ray.init took, for the curious
+        self.init_s: float | None = None  # seconds ray.init took (for timing reports)
 
     # ------------------------------------------------------------------ Ray runtime
 
@@ -79,8 +82,12 @@ class RayBackend(Backend):
 
         # Tune logs every errored trial with its traceback; the store's log has it already.
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
-        if ray.is_initialized():
-            return
+        if not ray.is_initialized():
+            self._init(ray, local)
+        if local:
+            self._check_resources(ray.cluster_resources())
+
+    def _init(self, ray: Any, local: bool) -> None:
         kwargs: dict[str, Any] = {
             "include_dashboard": False,
             "log_to_driver": False,  # stage output stays in the workers' Ray logs
@@ -100,6 +107,18 @@ class RayBackend(Backend):
             ) from None
         self.init_s = time.time() - start
         self.started = True
+
+    def _check_resources(self, total: dict[str, float]) -> None:
+        """A local Ray never grows: a stage asking for more than it has would wait forever."""
+        for kind, want in self.resources.items():
+            for name, key in (("cpu", "CPU"), ("gpu", "GPU")):
+                have = total.get(key, 0.0)
+                if getattr(want, name) > have:
+                    raise UserError(
+                        f"backend.resources.{kind}.{name}: asks for {getattr(want, name):g} but "
+                        f"this machine's Ray has {have:g}; lower it, or set backend.address "
+                        "to a Ray cluster that has them"
+                    )
 
     def close(self) -> None:
         if self.started:
@@ -130,7 +149,8 @@ class RayBackend(Backend):
             tune.with_parameters(run_trial, stages=by_name, execute=execute),
             lambda config: resources[kinds[config["stage"]]],
         )
-        layer = f"layer{stages[0].layer}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        layer = f"layer{stages[0].layer}-{stamp}"
         tuner = tune.Tuner(
             trainable,
             param_space={"stage": tune.grid_search(list(by_name))},

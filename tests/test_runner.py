@@ -73,7 +73,8 @@ class FakeStages:
 def write_spec(tmp_path: Path, workdir: str = "work", **extra) -> Path:
     data_root = tmp_path / "data"
     data_root.mkdir(exist_ok=True)
-    (data_root / "README").write_text("datasets would be here")
+    for name in ("clotho", "audiocaps", "fsd50k", "macs", "audioset", "esc50", "us8k"):
+        (data_root / name).mkdir(exist_ok=True)  # the stand-in stages read nothing there
     spec = {
         "name": "mini",
         "workdir": str(tmp_path / workdir),
@@ -264,6 +265,11 @@ def test_missing_data_root_stops_before_any_stage(tmp_path):
     with pytest.raises(UserError, match="data.root: .*nowhere is missing or empty"):
         run_sweep(spec, stage_fn=fake)
     assert fake.calls == []
+    (tmp_path / "data" / "us8k").rmdir()
+    spec.data.root = str(tmp_path / "data")
+    with pytest.raises(UserError, match="data.root: .*data has no us8k folder"):
+        run_sweep(spec, stage_fn=fake)
+    assert fake.calls == [] and not Path(spec.workdir).exists()  # nothing half-written
 
 
 def test_layer_results_from_a_backend_that_loses_a_stage(tmp_path):
@@ -309,3 +315,19 @@ def test_cli_handlers(tmp_path, capsys):
     assert args.handler(args) == 0
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.split() == ["all", str(TOTAL), str(TOTAL), "0", "0", "0"]
+
+
+def test_worker_processes_give_the_same_results(tmp_path):
+    """backend.workers: stages of a layer run in spawned worker processes (FakeStages is
+    pickled by reference into them), with the same results as in the driver."""
+    serial = load_spec(write_spec(tmp_path, "serial"))
+    run_sweep(serial, stage_fn=FakeStages())
+    spec = load_spec(write_spec(tmp_path, "pool", backend={"kind": "local", "workers": 2}))
+    calls = tmp_path / "calls.jsonl"
+    events = []
+    summary = run_sweep(spec, stage_fn=FakeStages(calls_file=calls), on_event=events.append)
+    assert summary["stages_executed"] == TOTAL and summary["stages_failed"] == 0
+    assert results(spec.workdir) == results(serial.workdir)
+    assert len(calls.read_text().splitlines()) == TOTAL
+    kinds = Counter(e["event"] for e in events)
+    assert (kinds["start"], kinds["done"]) == (TOTAL, TOTAL)

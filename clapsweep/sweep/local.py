@@ -10,7 +10,10 @@ takes an optional `report` callable for the backend's own reporting (e.g. ray.tu
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing as mp
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Protocol
 
 from clapsweep.sweep.plan import PlannedStage
@@ -37,13 +40,21 @@ class Backend:
 
 
 class LocalBackend(Backend):
-    """In this process, in the order given. For debugging, CI and one-machine runs."""
+    """On this machine. With workers=0 in this process, in the order given (debugging, CI);
+    with workers=N in N worker processes of one torch thread each, so a small machine runs
+    N small stages at once instead of one stage on N contending threads."""
 
     name = "local"
+
+    def __init__(self, workers: int = 0):
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = None
 
     def run_layer(
         self, stages: list[PlannedStage], execute: Execute
     ) -> dict[str, dict[str, Any] | BaseException]:
+        if self.workers:
+            return self._run_in_pool(stages, execute)
         results: dict[str, dict[str, Any] | BaseException] = {}
         for stage in stages:
             try:
@@ -51,3 +62,40 @@ class LocalBackend(Backend):
             except Exception as e:  # recorded by execute; the rest of the layer goes on
                 results[stage.name] = e
         return results
+
+    def _run_in_pool(self, stages, execute) -> dict[str, dict[str, Any] | BaseException]:
+        if self.pool is None:
+            # spawn: the driver may hold OpenMP threads, which fork does not survive.
+            self.pool = ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("spawn"), initializer=_one_thread
+            )
+        on_event = getattr(execute, "on_event", None)
+        if on_event is not None:  # workers cannot print through the driver's console
+            execute = dataclasses.replace(execute, on_event=None, reported=set())
+        futures = {}
+        for stage in stages:
+            if on_event is not None:
+                on_event({"event": "start", **_fields(stage)})
+            futures[self.pool.submit(execute, stage)] = stage
+        results: dict[str, dict[str, Any] | BaseException] = {}
+        for future in as_completed(futures):
+            try:
+                results[futures[future].name] = future.result()
+            except Exception as e:
+                results[futures[future].name] = e
+        return results
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _fields(stage: PlannedStage) -> dict[str, Any]:
+    return {"name": stage.name, "kind": stage.kind, "key": stage.key, "users": stage.users}

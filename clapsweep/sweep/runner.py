@@ -86,7 +86,7 @@ def make_tracker(spec: SweepSpec) -> Tracker:
 
 def make_backend(spec: SweepSpec) -> Backend:
     if spec.backend.kind == "local":
-        return LocalBackend()
+        return LocalBackend(spec.backend.workers)
     if spec.backend.kind == "slurm":
         from clapsweep.sweep.slurm_backend import SlurmBackend
 
@@ -204,6 +204,8 @@ def run_sweep(
     store = Store(spec.workdir)
     emit = on_event or (lambda event: None)
     start = time.time()
+    if any(not store.is_done(s.name) for s in plan.stages.values()):
+        ensure_data(spec, emit)  # before anything is written: a bad root leaves no trace
     with store.lock():
         _write_records(spec, plan, store)
         todo = [s for s in plan.stages.values() if not store.is_done(s.name)]
@@ -214,8 +216,6 @@ def run_sweep(
                 "stages_cached": len(plan.stages) - len(todo),
             }
         )
-        if todo:
-            ensure_data(spec, emit)
         own_backend = backend is None
         backend = backend or make_backend(spec)
         tracker = tracker or make_tracker(spec)
@@ -337,6 +337,13 @@ def ensure_data(spec: SweepSpec, on_event: OnEvent | None = None) -> None:
         raise UserError(
             f"data.root: {root} is missing or empty; point it (or CLAPSWEEP_DATA) at your "
             "datasets (docs/datasets.md), or add data.synth to generate the offline synthworld"
+        )
+    names = [*spec.data.teacher, spec.data.wild, *spec.data.tasks]
+    missing = [n for n in names if not (root / n).is_dir()]
+    if missing:
+        raise UserError(
+            f"data.root: {root} has no {', '.join(missing)} folder; each dataset lives in "
+            "<root>/<name>/ in its official layout (docs/datasets.md)"
         )
 
 

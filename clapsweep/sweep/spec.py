@@ -85,6 +85,7 @@ class ResourceSpec:
 @dataclass
 class BackendSpec:
     kind: Literal["local", "ray", "slurm"] = "local"
+    workers: int = bounded(0, 0, 64)  # local: worker processes (0: stages run in the driver)
     address: str | None = None  # ray: an existing cluster; None starts a local one
     max_concurrent: int = bounded(0, 0, None)  # ray: 0 means no limit
     resources: dict[str, ResourceSpec] = field(default_factory=dict)  # per stage kind

@@ -257,10 +257,23 @@ class DataConfig:
 
 
 @dataclass
+class StudentInputs:
+    """Folders a student trains from: its teacher job, the teacher's embeddings, the
+    Improvement-Set, and (ADS) the DS set it replays; without `replay`, the teacher set."""
+
+    teacher: str
+    embed: str
+    improvement: str
+    replay: str = ""
+
+
+@dataclass
 class TrainJob:
-    """`clapsweep train --config FILE`: one teacher training and its zero-shot evaluation."""
+    """`clapsweep train --config FILE`: one teacher (or, with `student:`, one student)
+    training and its zero-shot evaluation."""
 
     out: str
+    student: StudentInputs | None = None
     data: DataConfig = field(default_factory=DataConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -44,7 +44,14 @@ def train_job(path: str | Path, report: Callable[[dict], None] | None = None) ->
         os.environ.setdefault("CLAPSWEEP_CACHE_DIR", str(out / "cache"))
     cfg = _stage_config(job)
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
-    result = pipeline.run_stage("teacher", cfg, {}, out, report)
+    if job.student is None:
+        result = pipeline.run_stage("teacher", cfg, {}, out, report)
+    else:
+        inputs = {k: Path(v) for k, v in C.to_dict(job.student).items() if v}
+        for role, folder in inputs.items():
+            if not folder.is_dir():
+                raise UserError(f"student.{role}: {folder} is not a folder; run that stage first")
+        result = pipeline.run_stage("student", cfg, inputs, out, report)
     metrics = pipeline.run_stage("eval", cfg, {"model": out}, out, report)
     return {"train": result, "eval": metrics, "out": str(out)}
 
@@ -65,3 +72,45 @@ def eval_job(checkpoint: str | Path, tasks: list[str] | None = None) -> dict:
     if cfg["data"].get("cache"):
         os.environ.setdefault("CLAPSWEEP_CACHE_DIR", str(folder / "cache"))
     return pipeline.run_stage("eval", cfg, {"model": folder}, folder)
+
+
+def _job_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; pass a folder written by `clapsweep train`")
+    return json.loads(path.read_text())
+
+
+def embed_job(teacher: str | Path, out: str | Path, report=None) -> dict:
+    """Teacher embeddings of captions, teacher clips, wild clips and class prompts."""
+    teacher, out = Path(teacher).absolute(), Path(out).absolute()
+    cfg = _job_config(teacher)
+    cfg["seed"] = cfg["train"]["seed"]  # the teacher's pair subset
+    if cfg["data"].get("cache"):
+        os.environ.setdefault("CLAPSWEEP_CACHE_DIR", str(teacher / "cache"))
+    result = pipeline.run_stage("embed", cfg, {"teacher": teacher}, out, report)
+    (out / "config.json").write_text(json.dumps(cfg, indent=1))
+    return result
+
+
+def curate_job(embed: str | Path, out: str | Path, **options) -> dict:
+    """One Improvement-Set; `options` are the curate stage's config (strategy, task, sigma,
+    sigma_ds, top_k), checked here so a mistake stops before any work."""
+    strategy = options.get("strategy")
+    if strategy not in ("du", "ds", "ads"):
+        raise UserError(f"--strategy: expected du, ds or ads, got {strategy!r}")
+    needs = {"du": ["sigma"], "ds": ["task", "sigma_ds"], "ads": ["task", "sigma_ds", "sigma"]}
+    for name in needs[strategy]:
+        if options.get(name) is None:
+            raise UserError(f"--{name.replace('_', '-')}: required by --strategy {strategy}")
+    for name in ("sigma", "sigma_ds"):
+        value = options.get(name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise UserError(f"--{name.replace('_', '-')}: expected a value in [0, 1], got {value}")
+    if options.get("task") not in (None, "esc50", "us8k", "tut17"):
+        raise UserError(f"--task: expected esc50, us8k or tut17, got {options['task']!r}")
+    embed = Path(embed).absolute()
+    if not (embed / "captions.json").is_file():
+        raise UserError(f"--embed: {embed} holds no embeddings; run `clapsweep embed` first")
+    config = {k: v for k, v in options.items() if v is not None}
+    return pipeline.run_stage("curate", config, {"embed": embed}, Path(out).absolute())

@@ -1,0 +1,65 @@
+"""The method's stages run by hand from the command line on the tiny synthworld:
+train (teacher) -> embed -> curate -> train (student) -> eval, and their user errors."""
+
+import json
+
+import pytest
+import yaml
+
+from clapsweep.cli import main
+
+TINY = {
+    "frontend": {
+        "sample_rate": 16000, "clip_seconds": 1.0, "n_fft": 512, "win_length": 512,
+        "hop_length": 320, "n_mels": 32, "f_max": 8000,
+    },
+    "model": {"audio": "small_cnn", "audio_width": 8, "text": "minilm", "text_pooling": "mean", "dim": 32},
+    "train": {"epochs": 1, "batch_size": 16, "lr": 1.0e-3, "freeze_text": True},
+}  # fmt: skip
+
+
+def _job(path, **extra):
+    path.write_text(yaml.safe_dump(TINY | extra))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_teacher_embed_curate_student_by_hand(tmp_path, capsys):
+    data = {"root": str(tmp_path / "world"), "synth": {"scale": "tiny"}, "tasks": ["esc50"]}
+    teacher = tmp_path / "teacher"
+    assert main(["train", "--config", _job(tmp_path / "t.yaml", out=str(teacher), data=data)]) == 0
+    assert json.loads(capsys.readouterr().out)["eval"]["esc50"]["n"] == 15
+    assert main(["embed", "--teacher", str(teacher), "--out", str(tmp_path / "emb")]) == 0
+    assert json.loads(capsys.readouterr().out)["wild_clips"] > 0
+    imp = tmp_path / "du"
+    args = ["curate", "--embed", str(tmp_path / "emb"), "--strategy", "du", "--sigma", "0.0"]
+    assert main([*args, "--top-k", "1", "--out", str(imp)]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["n_pairs"] == counts["n_unique_clips"] > 0  # top-1: one caption per clip
+    student = {"teacher": str(teacher), "embed": str(tmp_path / "emb"), "improvement": str(imp)}
+    train = TINY["train"] | {"beta": 0.3, "replay": 0.5}
+    job = _job(
+        tmp_path / "s.yaml", out=str(tmp_path / "s"), data=data, student=student, train=train
+    )
+    assert main(["train", "--config", job]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["train"]["pairs"] == counts["n_pairs"] and out["train"]["steps"] >= 1
+    assert main(["eval", "--checkpoint", str(tmp_path / "s"), "--tasks", "esc50"]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["esc50"]["accuracy"] <= 1.0
+
+
+def test_user_errors_exit_2_with_one_message(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("out: x\ntrain: {beta: 2.0}\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"clapsweep: error: {bad}: train.beta: expected a value in [0.0, 1.0], got 2.0"
+    )
+    assert main(["eval", "--checkpoint", str(tmp_path / "nothing")]) == 2
+    assert "config.json: not found" in capsys.readouterr().err
+    args = ["curate", "--embed", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([*args, "--strategy", "ads", "--task", "esc50", "--sigma", "0.5"]) == 2
+    assert "--sigma-ds: required by --strategy ads" in capsys.readouterr().err
+    assert main([*args, "--strategy", "du", "--sigma", "0.5"]) == 2
+    assert "holds no embeddings; run `clapsweep embed` first" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -66,3 +66,11 @@ def slurm_cluster() -> Iterator[SlurmClusterInfo]:
                 text=True,
                 timeout=120,
             )
+
+
+def stub_data_root(root: Path) -> Path:
+    """A data root with an empty folder per dataset, for tests whose stand-in stages read no
+    data: the driver checks that every dataset folder exists before it runs anything."""
+    for name in ("fsd50k", "clotho", "audiocaps", "macs", "audioset", "esc50", "us8k", "tut17"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    return root

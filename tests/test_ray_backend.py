@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import stub_data_root
 
 from clapsweep.config import load_yaml
 from clapsweep.errors import UserError
@@ -97,8 +98,7 @@ def smoke_spec(tmp_path: Path, synth: bool = False):
     spec.data.root = str(tmp_path / "data")
     if not synth:
         spec.data.synth = None
-        (tmp_path / "data").mkdir()
-        (tmp_path / "data" / "README").write_text("the stand-in stages read no data")
+        stub_data_root(tmp_path / "data")
     spec.backend.kind = "ray"
     spec.tracking.wandb.enabled = False
     return spec

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import stub_data_root
 
 from clapsweep.errors import UserError
 from clapsweep.store import Store
@@ -71,10 +72,7 @@ class FakeStages:
 
 
 def write_spec(tmp_path: Path, workdir: str = "work", **extra) -> Path:
-    data_root = tmp_path / "data"
-    data_root.mkdir(exist_ok=True)
-    for name in ("clotho", "audiocaps", "fsd50k", "macs", "audioset", "esc50", "us8k"):
-        (data_root / name).mkdir(exist_ok=True)  # the stand-in stages read nothing there
+    data_root = stub_data_root(tmp_path / "data")
     spec = {
         "name": "mini",
         "workdir": str(tmp_path / workdir),

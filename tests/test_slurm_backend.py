@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import stub_data_root
 
 from clapsweep.errors import ConfigError, UserError
 from clapsweep.store import Store
@@ -127,9 +128,7 @@ def cluster(slurm_cluster, monkeypatch):
 
 
 def write_spec(tmp_path: Path, name: str, backend: dict | None = None, **grid) -> Path:
-    data_root = tmp_path / "data"
-    data_root.mkdir(exist_ok=True)
-    (data_root / "README").write_text("datasets would be here")
+    data_root = stub_data_root(tmp_path / "data")
     spec = {
         # Unique: job names carry the sweep name, and the cluster keeps earlier tests' jobs.
         "name": f"{name}-{uuid.uuid4().hex[:8]}",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import stub_data_root
 
 from clapsweep import cli
 from clapsweep.errors import UserError
@@ -55,9 +56,7 @@ def wandb_env(monkeypatch, tmp_path):
 
 
 def write_spec(tmp_path: Path, **wandb) -> Path:
-    data = tmp_path / "data"
-    data.mkdir(exist_ok=True)
-    (data / "README").write_text("the stand-in stages read no data")
+    data = stub_data_root(tmp_path / "data")
     spec = {
         "name": "track",
         "workdir": str(tmp_path / "work"),

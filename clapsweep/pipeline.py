@@ -60,12 +60,12 @@ def _cache(config: dict) -> AudioCache:
     return AudioCache(root or None, frontend.sample_rate)
 
 
-def _model(config: dict, weights: Path | None = None, device: str | None = None) -> CLAP:
+def _model(config: dict, weights: Path | None = None, pretrained_text: bool = True) -> CLAP:
     frontend, model_cfg = _configs(config)
-    model = CLAP(model_cfg, frontend)
+    model = CLAP(model_cfg, frontend, pretrained_text)
     if weights is not None:
         load_weights(model, weights)
-    return model.to(pick_device(device))
+    return model.to(pick_device())
 
 
 def training_pairs(data: dict, seed: int) -> list[Pair]:
@@ -105,22 +105,21 @@ def _write_json(path: Path, obj) -> None:
 # ----------------------------------------------------------------------------- stages
 
 
-def stage_teacher(config: dict, inputs: dict, out: Path, report=None) -> dict:
+def _train(config: dict, model: CLAP, data: TrainData, out: Path, report) -> dict:
     frontend, _ = _configs(config)
     cfg = from_dict(TrainConfig, config.get("train"), "train")
-    pairs = training_pairs(config["data"], cfg.seed)
-    model = _model(config, Path(config["init"]) if config.get("init") else None)
-    result = train(
-        model,
-        TrainData(main=pairs),
-        cfg,
-        out,
-        _cache(config),
-        frontend.clip_samples,
-        report=report,
-        checkpoint_every=config.get("checkpoint_every", 0),
+    # checkpoint_every is set by the SLURM backend (outside the stage key) for preemption.
+    every = config.get("checkpoint_every", 0)
+    return train(
+        model, data, cfg, out, _cache(config), frontend.clip_samples, report, checkpoint_every=every
     )
-    return {**result, "pairs": len(pairs)}
+
+
+def stage_teacher(config: dict, inputs: dict, out: Path, report=None) -> dict:
+    seed = from_dict(TrainConfig, config.get("train"), "train").seed
+    pairs = training_pairs(config["data"], seed)
+    model = _model(config, Path(config["init"]) if config.get("init") else None)
+    return {**_train(config, model, TrainData(main=pairs), out, report), "pairs": len(pairs)}
 
 
 def _embed_audio_chunked(model, paths, out: Path, name: str, config: dict, report) -> torch.Tensor:
@@ -148,7 +147,6 @@ def _embed_audio_chunked(model, paths, out: Path, name: str, config: dict, repor
 
 
 def stage_embed(config: dict, inputs: dict, out: Path, report=None) -> dict:
-    frontend, _ = _configs(config)
     data = config["data"]
     model = _model(config, Path(inputs["teacher"]) / WEIGHTS)
     pairs = training_pairs(data, config["seed"])
@@ -250,8 +248,6 @@ def stage_curate(config: dict, inputs: dict, out: Path, report=None) -> dict:
 
 
 def stage_student(config: dict, inputs: dict, out: Path, report=None) -> dict:
-    frontend, _ = _configs(config)
-    cfg = from_dict(TrainConfig, config.get("train"), "train")
     emb = Embeddings(inputs["embed"])
     imp = curate.require_nonempty(
         curate.ImprovementSet.load(Path(inputs["improvement"]) / "improvement")
@@ -263,32 +259,21 @@ def stage_student(config: dict, inputs: dict, out: Path, report=None) -> dict:
         replay = emb.teacher_set()
     data.replay, data.replay_teacher = replay.main, replay.main_teacher
     model = _model(config, Path(inputs["teacher"]) / WEIGHTS)
-    result = train(
-        model,
-        data,
-        cfg,
-        out,
-        _cache(config),
-        frontend.clip_samples,
-        report=report,
-        checkpoint_every=config.get("checkpoint_every", 0),
-    )
+    result = _train(config, model, data, out, report)
     return {**result, "pairs": len(data.main), "replay_pairs": len(data.replay)}
 
 
 def stage_eval(config: dict, inputs: dict, out: Path, report=None) -> dict:
     frontend, _ = _configs(config)
     data = config["data"]
-    weights = inputs.get("model")
-    if weights is not None:
-        weights = Path(weights) / WEIGHTS
-    elif config.get("msclap_checkpoint"):
-        weights = None
-    model = _model(config, weights)
-    if config.get("msclap_checkpoint"):
+    msclap = config.get("msclap_checkpoint")
+    if msclap:  # the checkpoint holds every weight: build the towers from config, offline
         from clapsweep.models.interop import load_msclap
 
-        load_msclap(model, config["msclap_checkpoint"], frontend)
+        model = _model(config, pretrained_text=False)
+        load_msclap(model, msclap, frontend)
+    else:
+        model = _model(config, Path(inputs["model"]) / WEIGHTS)
     cache = _cache(config)
     result = {}
     for task in data["tasks"]:

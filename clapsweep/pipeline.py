@@ -272,8 +272,8 @@ def stage_eval(config: dict, inputs: dict, out: Path, report=None) -> dict:
 
         model = _model(config, pretrained_text=False)
         load_msclap(model, msclap, frontend)
-    else:
-        model = _model(config, Path(inputs["model"]) / WEIGHTS)
+    else:  # no model input: the untrained towers (a chance-level baseline)
+        model = _model(config, Path(inputs["model"]) / WEIGHTS if "model" in inputs else None)
     cache = _cache(config)
     result = {}
     for task in data["tasks"]:

@@ -37,6 +37,11 @@ def _stage_config(job: C.TrainJob) -> dict:
 
 def train_job(path: str | Path, report: Callable[[dict], None] | None = None) -> dict:
     job = C.load(C.TrainJob, path)
+    student = C.to_dict(job.student) if job.student else {}
+    inputs = {k: Path(v) for k, v in student.items() if v}
+    for role, folder in inputs.items():
+        if not folder.is_dir():
+            raise UserError(f"student.{role}: {folder} is not a folder; run that stage first")
     ensure_data(job.data)
     out = Path(job.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -47,10 +52,6 @@ def train_job(path: str | Path, report: Callable[[dict], None] | None = None) ->
     if job.student is None:
         result = pipeline.run_stage("teacher", cfg, {}, out, report)
     else:
-        inputs = {k: Path(v) for k, v in C.to_dict(job.student).items() if v}
-        for role, folder in inputs.items():
-            if not folder.is_dir():
-                raise UserError(f"student.{role}: {folder} is not a folder; run that stage first")
         result = pipeline.run_stage("student", cfg, inputs, out, report)
     metrics = pipeline.run_stage("eval", cfg, {"model": out}, out, report)
     return {"train": result, "eval": metrics, "out": str(out)}

@@ -22,6 +22,7 @@ import torch
 
 from clapsweep.config import TrainConfig, to_dict
 from clapsweep.data.cache import AudioCache
+from clapsweep.errors import UserError
 from clapsweep.loader import MAIN, PairDataset, epoch_batches, make_loader
 from clapsweep.losses import clap_loss, soft_clap_loss
 from clapsweep.seeds import derive_seed
@@ -263,8 +264,6 @@ def _restore(path: Path, model, optimizer, scheduler, device) -> dict:
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Load `model.pt` (or a training checkpoint) written by this trainer."""
-    from clapsweep.errors import UserError
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")

@@ -55,6 +55,10 @@ def test_user_errors_exit_2_with_one_message(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f"clapsweep: error: {bad}: train.beta: expected a value in [0.0, 1.0], got 2.0"
     )
+    student = {"teacher": str(tmp_path / "t"), "embed": str(tmp_path), "improvement": str(tmp_path)}
+    job = _job(tmp_path / "s.yaml", out=str(tmp_path / "s"), student=student)
+    assert main(["train", "--config", job]) == 2
+    assert "student.teacher: " in capsys.readouterr().err and not (tmp_path / "s").exists()
     assert main(["eval", "--checkpoint", str(tmp_path / "nothing")]) == 2
     assert "config.json: not found" in capsys.readouterr().err
     args = ["curate", "--embed", str(tmp_path), "--out", str(tmp_path / "o")]

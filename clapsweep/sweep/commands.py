@@ -271,7 +271,7 @@ class ProgressPrinter:
                 shown = " ".join(f"{k} {_short(v)}" for k, v in e["metrics"].items())
                 self._say(f"        {e['name']}  {shown}")
         elif kind == "done":
-            took = time.time() - self.started.get(e["name"], time.time())
+            took = e.get("seconds") or time.time() - self.started.get(e["name"], time.time())
             self._say(f"done    {e['name']}  {took:.1f} s")
         elif kind == "failed":
             self._say(f"FAILED  {e['name']}: {e['message']} (log: {e['log']})")

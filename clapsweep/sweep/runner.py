@@ -168,7 +168,7 @@ class StageExecutor:
             self._emit({"event": "failed", "message": message, "log": record["log"]}, stage)
             raise StageFailed(stage.name, message, record["log"]) from e
         run.finish(result)
-        self._emit({"event": "done", "result": result}, stage)
+        self._emit({"event": "done", "result": result, "seconds": time.time() - started}, stage)
         return result
 
     def _emit(self, event: dict[str, Any], stage: PlannedStage) -> None:
@@ -268,7 +268,11 @@ def _run_layers(
             if isinstance(outcome, dict) and store.is_done(stage.name):
                 state[stage.name] = "executed"
                 if not told:
-                    emit({"event": "done", "result": outcome} | _stage_fields(stage))
+                    seconds = store.meta(stage.name).get("duration_s")  # not queue time
+                    emit(
+                        {"event": "done", "result": outcome, "seconds": seconds}
+                        | _stage_fields(stage)
+                    )
                 continue
             state[stage.name] = "failed"
             failure = _failure(store, stage, outcome)

@@ -7,7 +7,6 @@ A job folder holds `config.json` (the resolved job), the trainer's `checkpoint.p
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,10 +44,9 @@ def train_job(path: str | Path, report: Callable[[dict], None] | None = None) ->
     ensure_data(job.data)
     out = Path(job.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    if job.data.cache:
-        os.environ.setdefault("CLAPSWEEP_CACHE_DIR", str(out / "cache"))
     cfg = _stage_config(job)
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
+    _use_cache(cfg, out)
     if job.student is None:
         result = pipeline.run_stage("teacher", cfg, {}, out, report)
     else:
@@ -61,18 +59,20 @@ def eval_job(checkpoint: str | Path, tasks: list[str] | None = None) -> dict:
     """Evaluate a job folder (or its model.pt) with the config saved beside it."""
     folder = Path(checkpoint)
     folder = folder if folder.is_dir() else folder.parent
-    cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        raise UserError(f"{cfg_path}: not found; pass a folder written by `clapsweep train`")
-    cfg = json.loads(cfg_path.read_text())
+    cfg = _job_config(folder)
     if tasks:
         bad = sorted(set(tasks) - {"esc50", "us8k", "tut17"})
         if bad:
             raise UserError(f"--tasks: unknown task {bad[0]}; expected esc50, us8k or tut17")
         cfg["data"]["tasks"] = tasks
-    if cfg["data"].get("cache"):
-        os.environ.setdefault("CLAPSWEEP_CACHE_DIR", str(folder / "cache"))
+    _use_cache(cfg, folder)
     return pipeline.run_stage("eval", cfg, {"model": folder}, folder)
+
+
+def _use_cache(cfg: dict, folder: Path) -> None:
+    """A job keeps its decoded-audio cache in its own folder (when data.cache is on)."""
+    if cfg["data"].get("cache"):
+        cfg["runtime"] = {"cache_dir": str(folder / "cache")}
 
 
 def _job_config(folder: Path) -> dict:
@@ -87,8 +87,7 @@ def embed_job(teacher: str | Path, out: str | Path, report=None) -> dict:
     teacher, out = Path(teacher).absolute(), Path(out).absolute()
     cfg = _job_config(teacher)
     cfg["seed"] = cfg["train"]["seed"]  # the teacher's pair subset
-    if cfg["data"].get("cache"):
-        os.environ.setdefault("CLAPSWEEP_CACHE_DIR", str(teacher / "cache"))
+    _use_cache(cfg, teacher)
     result = pipeline.run_stage("embed", cfg, {"teacher": teacher}, out, report)
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
     return result

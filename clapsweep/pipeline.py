@@ -54,9 +54,10 @@ def _configs(config: dict) -> tuple[FrontendConfig, ModelConfig]:
 
 
 def _cache(config: dict) -> AudioCache:
-    """The decoded-audio cache named in `runtime.cache_dir` (or $CLAPSWEEP_CACHE_DIR), if any."""
+    """The decoded-audio cache: $CLAPSWEEP_CACHE_DIR when the user exported one, else the
+    sweep's or job's `runtime.cache_dir`, else none."""
     frontend, _ = _configs(config)
-    root = config.get("runtime", {}).get("cache_dir") or os.environ.get("CLAPSWEEP_CACHE_DIR")
+    root = os.environ.get("CLAPSWEEP_CACHE_DIR") or config.get("runtime", {}).get("cache_dir")
     return AudioCache(root or None, frontend.sample_rate)
 
 

@@ -75,7 +75,7 @@ class LocalBackend(Backend):
         futures = {}
         for stage in stages:
             if on_event is not None:
-                on_event({"event": "start", **_fields(stage)})
+                on_event({"event": "start", **stage.event_fields()})
             futures[self.pool.submit(execute, stage)] = stage
         results: dict[str, dict[str, Any] | BaseException] = {}
         for future in as_completed(futures):
@@ -95,7 +95,3 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
-
-
-def _fields(stage: PlannedStage) -> dict[str, Any]:
-    return {"name": stage.name, "kind": stage.kind, "key": stage.key, "users": stage.users}

@@ -61,6 +61,10 @@ class PlannedStage:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"name": self.name}
 
+    def event_fields(self) -> dict[str, Any]:
+        """What progress events say about the stage."""
+        return {"name": self.name, "kind": self.kind, "key": self.key, "users": self.users}
+
 
 @dataclass
 class Plan:

@@ -250,7 +250,7 @@ def progress_callback(stages: dict[str, PlannedStage], on_event: Callable) -> An
 
     def emit(event: dict[str, Any], trial: Any) -> None:
         stage = stages[trial.config["stage"]]
-        fields = {"name": stage.name, "kind": stage.kind, "key": stage.key, "users": stage.users}
+        fields = stage.event_fields()
         on_event(event | fields)
 
     return ProgressForwarder()

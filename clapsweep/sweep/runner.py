@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -115,11 +114,6 @@ def pipeline_stage(
     """The real stage function, imported only when a stage runs (it pulls in torch)."""
     from clapsweep.pipeline import run_stage
 
-    # The pipeline finds the decoded-audio cache through the environment; a folder the
-    # user exported already wins over the sweep's default <workdir>/cache.
-    cache_dir = (config.get("runtime") or {}).get("cache_dir")
-    if cache_dir:
-        os.environ.setdefault("CLAPSWEEP_CACHE_DIR", cache_dir)
     return run_stage(kind, config, inputs, out, report)
 
 
@@ -173,13 +167,9 @@ class StageExecutor:
 
     def _emit(self, event: dict[str, Any], stage: PlannedStage) -> None:
         if self.on_event is not None:
-            self.on_event(event | _stage_fields(stage))
+            self.on_event(event | stage.event_fields())
             if event["event"] in ("done", "failed"):
                 self.reported.add(stage.name)
-
-
-def _stage_fields(stage: PlannedStage) -> dict[str, Any]:
-    return {"name": stage.name, "kind": stage.kind, "key": stage.key, "users": stage.users}
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -254,8 +244,8 @@ def _run_layers(
             blocked = [n for n in stage.inputs.values() if state[n] in ("failed", "skipped")]
             if blocked:
                 state[stage.name] = "skipped"
-                skipped.append(_stage_fields(stage) | {"because": blocked[0]})
-                emit({"event": "skipped", "because": blocked[0]} | _stage_fields(stage))
+                skipped.append(stage.event_fields() | {"because": blocked[0]})
+                emit({"event": "skipped", "because": blocked[0]} | stage.event_fields())
                 continue
             ready.append(stage)
         if not ready:
@@ -271,7 +261,7 @@ def _run_layers(
                     seconds = store.meta(stage.name).get("duration_s")  # not queue time
                     emit(
                         {"event": "done", "result": outcome, "seconds": seconds}
-                        | _stage_fields(stage)
+                        | stage.event_fields()
                     )
                 continue
             state[stage.name] = "failed"

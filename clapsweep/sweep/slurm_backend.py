@@ -372,7 +372,7 @@ class SlurmBackend(Backend):
                 book[name]["state"] = state
                 if state == "RUNNING" and not w.running:
                     w.running = True
-                    self._emit({"event": "start"} | _fields(w.stage))
+                    self._emit({"event": "start"} | w.stage.event_fields())
                 if w.job.paths.result_pickle.exists():
                     results[name] = self._outcome(w)
                 elif state in TERMINAL:
@@ -502,10 +502,6 @@ class SlurmBackend(Backend):
 
     def _say(self, message: str) -> None:
         self._emit({"event": "slurm", "message": message})
-
-
-def _fields(stage: PlannedStage) -> dict[str, Any]:
-    return {"name": stage.name, "kind": stage.kind, "key": stage.key, "users": stage.users}
 
 
 def _tail(path: Path, lines: int = 40) -> str:

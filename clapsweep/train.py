@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -270,6 +271,6 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(obj["model"])
-    except (RuntimeError, KeyError, TypeError) as e:
+    except (RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as e:
         first = str(e).strip().splitlines()[0][:300]
         raise UserError(f"{path}: not a clapsweep checkpoint for this model ({first})") from None

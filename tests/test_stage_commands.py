@@ -4,9 +4,12 @@ train (teacher) -> embed -> curate -> train (student) -> eval, and their user er
 import json
 
 import pytest
+import torch
 import yaml
 
 from clapsweep.cli import main
+from clapsweep.errors import UserError
+from clapsweep.train import load_weights
 
 TINY = {
     "frontend": {
@@ -67,3 +70,20 @@ def test_user_errors_exit_2_with_one_message(tmp_path, capsys):
     assert main([*args, "--strategy", "du", "--sigma", "0.5"]) == 2
     assert "holds no embeddings; run `clapsweep embed` first" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    assert main([*args, "--strategy", "dss"]) == 2
+    assert "--strategy: expected du, ds or ads, got 'dss'" in capsys.readouterr().err
+    assert main([*args, "--strategy", "du", "--sigma", "1.4"]) == 2
+    assert "--sigma: expected a value in [0, 1], got 1.4" in capsys.readouterr().err
+    assert main([*args, "--strategy", "ds", "--task", "dcase", "--sigma-ds", "0.5"]) == 2
+    assert "--task: expected esc50, us8k or tut17, got 'dcase'" in capsys.readouterr().err
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "config.json").write_text('{"data": {}}')
+    assert main(["eval", "--checkpoint", str(job), "--tasks", "esc50", "dcase"]) == 2
+    assert "--tasks: unknown task dcase" in capsys.readouterr().err
+    (job / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="model.pt: not a clapsweep checkpoint"):
+        load_weights(torch.nn.Linear(1, 1), job / "model.pt")
+    nodata = {"root": str(tmp_path / "none")}
+    assert main(["train", "--config", _job(tmp_path / "n.yaml", out=str(job), data=nodata)]) == 2
+    assert "data.root: " in capsys.readouterr().err

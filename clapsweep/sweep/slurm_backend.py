@@ -228,18 +228,17 @@ class SlurmStage:
 
 
 def job_states(job_ids: list[str]) -> dict[str, str]:
-    """The state of each job id ("123" or "123_4"): sacct first, squeue for the ids that
-    sacct does not list yet (it lags behind sbatch), UNKNOWN when neither knows it."""
+    """The state of each job id ("123" or "123_4"): squeue for the jobs still in the queue
+    (the controller's live state; sacct lags behind it), sacct for those that left it,
+    UNKNOWN when neither knows it."""
     if not job_ids:
         return {}
-    mains = sorted({j.split("_")[0] for j in job_ids})
-    states = _parse_states(
-        _query(["sacct", "-o", "JobID,State", "--parsable2", "-j", ",".join(mains)])
-    )
-    missing = sorted({j.split("_")[0] for j in job_ids if j not in states})
-    if missing:
-        text = _query(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(missing)])
-        states |= _parse_states("JobID|State\n" + text)
+    # The whole queue, unfiltered: squeue -j fails outright when one id has left it.
+    states = _parse_states("JobID|State\n" + _query(["squeue", "-h", "-o", "%i|%T"]))
+    gone = sorted({j.split("_")[0] for j in job_ids if j not in states})
+    if gone:
+        text = _query(["sacct", "-o", "JobID,State", "--parsable2", "-j", ",".join(gone)])
+        states = _parse_states(text) | states
     return {j: states.get(j, UNKNOWN) for j in job_ids}
 
 

@@ -23,9 +23,17 @@ from clapsweep.errors import ConfigError
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def bounded(default: Any, lo: float | None = None, hi: float | None = None) -> Any:
-    """A dataclass field whose value must lie in [lo, hi]."""
-    return field(default=default, metadata={"range": (lo, hi)})
+def bounded(
+    default: Any, lo: float | None = None, hi: float | None = None, volatile: bool = False
+) -> Any:
+    """A dataclass field whose value must lie in [lo, hi]. `volatile` marks a knob that
+    changes speed, never a result: it is left out of stage keys (`keyed_fields`)."""
+    return field(default=default, metadata={"range": (lo, hi), "volatile": volatile})
+
+
+def volatile_fields(cls: type) -> set[str]:
+    """The fields of config class `cls` that do not change a stage's result."""
+    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("volatile")}
 
 
 # ----------------------------------------------------------------------------- the configs
@@ -61,8 +69,13 @@ class ModelConfig:
     dim: int = bounded(1024, 2, 8192)
     dropout: float = bounded(0.5, 0.0, 1.0)  # MS-CLAP projection dropout
     # Initial temperature tau. The authors' code and MS-CLAP use 0.07 (logit scale
-    # log(1/0.07)); the paper's text says 0.007. The logit scale is clamped at 100.
+    # log(1/0.07)); the paper's text says 0.007. The trainer clamps the logit scale
+    # parameter to [0, log 100] after each step (as CLIP does), so tau can move from any
+    # start, 0.007 included.
     init_temperature: float = bounded(0.07, 1e-4, 1.0)
+    # A PANNs Cnn14 checkpoint (`Cnn14*.pth`) the teacher's CNN14 starts from (MS-CLAP's
+    # setup, which the paper follows). Stage keys use the file's content hash, not its path.
+    audio_checkpoint: str | None = None
 
 
 @dataclass
@@ -81,16 +94,23 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA only
     channels_last: bool = True
     compile: bool = False
-    num_workers: int = bounded(0, 0, 64)
+    num_workers: int = bounded(0, 0, 64, volatile=True)
     seed: int = bounded(0, 0, None)
     # Keep the pretrained text encoder fixed (its projection still trains): a CPU speed-up.
     freeze_text: bool = False
     # Student options: soft labels (eq. 5-8) and replay.
     beta: float = bounded(0.0, 0.0, 1.0)
-    soft_target: Literal["paper", "normalized", "softmax"] = "softmax"
+    # The authors' computation (raw cosine rows, see clapsweep.losses) by default.
+    soft_target: Literal["paper", "normalized", "softmax"] = "paper"
     teacher_temperature: float = bounded(0.07, 1e-4, 10.0)
     replay: float = bounded(0.0, 0.0, 1.0)
-    log_every: int = bounded(10, 1, None)
+    # What an epoch is. `teacher` (the authors' loop): as many batches as one pass over the
+    # teacher's training set, each drawn from the main set or, with probability `replay`,
+    # from the replay set; every strategy then gets the same compute. `improvement`: one
+    # pass over the main (Improvement-)set. `steps_per_epoch` > 0 overrides both.
+    epoch: Literal["teacher", "improvement"] = "teacher"
+    steps_per_epoch: int = bounded(0, 0, None)
+    log_every: int = bounded(10, 1, None, volatile=True)
 
 
 # ----------------------------------------------------------------------------- building
@@ -241,6 +261,23 @@ class SynthConfig:
     seed: int = bounded(0, 0, None)
 
 
+# The paper's ~128 k teacher pairs: FSD50K dev (train + val), Clotho v2 development,
+# AudioCaps train and MACS. The held-out caption splits measure retrieval R@k instead.
+TEACHER_SPLITS = {
+    "fsd50k": ["train", "val"],
+    "clotho": ["development"],
+    "audiocaps": ["train"],
+    "macs": ["train"],
+}
+RETRIEVAL_SPLITS = {"fsd50k": ["eval"], "clotho": ["evaluation"], "audiocaps": ["test"]}
+
+
+def merged_splits(overrides: dict[str, list[str]] | None, defaults: dict) -> dict:
+    """Per teacher dataset its splits: the defaults, with the datasets a config names
+    replaced."""
+    return {**{k: list(v) for k, v in defaults.items()}, **(overrides or {})}
+
+
 @dataclass
 class DataConfig:
     root: str = "data/synthworld"
@@ -254,6 +291,10 @@ class DataConfig:
     )
     fraction: float = bounded(1.0, 0.0, 1.0)  # teacher data fraction
     cache: bool = True  # keep decoded, resampled audio under the output folder
+    # Which splits train the teacher and which measure retrieval, per teacher dataset
+    # (datasets not named keep TEACHER_SPLITS / RETRIEVAL_SPLITS).
+    splits: dict[str, list[str]] = field(default_factory=dict)
+    retrieval_splits: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,14 +1,19 @@
 """The training data pipeline: batches of (audio crop, caption) with replay, deterministic per epoch.
 
-Each batch is drawn whole from the replay set with probability `replay`, else from the main
-set (the Improvement-Set for a student), as the authors' Bernoulli batch swap does. An epoch is
-one pass over the main set. Everything random here (order, replay draws, crops) is derived from
-(seed, epoch), so an epoch can be replayed exactly after a restart, from any batch.
+An epoch has a fixed number of batches (`batches_per_pass` of the set that defines it: the
+teacher's training set in the authors' loop, or the main set). Each batch is drawn whole
+from the replay set with probability `replay`, else from the main set (the Improvement-Set
+for a student), as the authors' Bernoulli batch swap does. Each source is read through its
+own stream of seeded permutations, so no batch holds a pair twice (a repeated pair would be
+its own negative in the contrastive loss): a batch takes the next pairs of the current
+permutation, a short remainder of at least 2 pairs ends it as a short batch, and the next
+batch starts a fresh permutation. Everything random here (order, replay draws, crops) is
+derived from (seed, epoch), so an epoch can be replayed exactly after a restart, from any
+batch.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,24 +33,50 @@ class Item:
     crop_seed: int
 
 
+def batches_per_pass(n: int, batch_size: int) -> int:
+    """Batches in one pass over n pairs; a trailing batch of one pair (no negative) is dropped."""
+    return n // batch_size + (1 if n % batch_size >= 2 else 0)
+
+
+class _Stream:
+    """Indices 0..n-1 in successive seeded permutations, handed out without repeats per batch."""
+
+    def __init__(self, n: int, seed: int, epoch: int, source: int):
+        self.n, self.seed, self.epoch, self.source = n, seed, epoch, source
+        self.cycle, self.order, self.pos = -1, [], 0
+
+    def take(self, k: int) -> list[int]:
+        if self.n - self.pos < 2 or self.cycle < 0:
+            self.cycle += 1
+            g = generator(self.seed, "order", self.epoch, self.source, self.cycle)
+            self.order, self.pos = torch.randperm(self.n, generator=g).tolist(), 0
+        idx = self.order[self.pos : self.pos + k]
+        self.pos += len(idx)
+        return idx
+
+
 def epoch_batches(
-    n_main: int, n_replay: int, batch_size: int, replay: float, seed: int, epoch: int
+    n_main: int,
+    n_replay: int,
+    batch_size: int,
+    replay: float,
+    seed: int,
+    epoch: int,
+    n_batches: int | None = None,
 ) -> list[list[Item]]:
-    """The batches of one epoch. The last partial main batch is dropped when it is below 2."""
-    g = generator(seed, "epoch", epoch)
-    order = torch.randperm(n_main, generator=g).tolist()
-    n_batches = max(1, math.ceil(n_main / batch_size)) if n_main >= 2 else 0
+    """The batches of one epoch: `n_batches` (default: one pass over the main set)."""
+    if n_main < 2:
+        return []
+    if n_batches is None:
+        n_batches = batches_per_pass(n_main, batch_size)
+    g = generator(seed, "replay", epoch)
+    streams = (_Stream(n_main, seed, epoch, MAIN), _Stream(n_replay, seed, epoch, REPLAY))
     batches = []
     for b in range(n_batches):
-        if n_replay >= 2 and torch.rand((), generator=g).item() < replay:
-            size = min(batch_size, n_replay)
-            idx = torch.randint(n_replay, (size,), generator=g).tolist()
-            source = REPLAY
-        else:
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            source = MAIN
-        if len(idx) < 2:  # a contrastive batch needs at least one negative
-            continue
+        # One draw per batch whatever the sets, so replay choices never depend on set sizes.
+        use_replay = torch.rand((), generator=g).item() < replay and n_replay >= 2
+        source = REPLAY if use_replay else MAIN
+        idx = streams[source].take(batch_size)
         batches.append([Item(source, i, derive_seed(seed, epoch, b, j)) for j, i in enumerate(idx)])
     return batches
 

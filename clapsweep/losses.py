@@ -60,37 +60,64 @@ def _soft_rows(sim: Tensor, soft_target: str, teacher_temperature: float) -> Ten
     return torch.softmax(sim / teacher_temperature, dim=1)
 
 
-def soft_clap_loss(
-    logits_per_audio: Tensor,
+def soft_targets(
     teacher_audio: Tensor,
     teacher_text: Tensor,
     beta: float,
-    soft_target: str = "softmax",
+    soft_target: str = "paper",
     teacher_temperature: float = 0.07,
-) -> Tensor:
-    """Eq. 5-8: the CLAP loss with soft targets from the teacher's intra-modal similarities.
+) -> tuple[Tensor, Tensor]:
+    """Eq. 5-7: the (N, N) targets (y_a->t, y_t->a) from the teacher's embeddings of a batch.
 
     S_a = a~ a~^T and S_t = t~ t~^T (eq. 5) from the (N, d) teacher embeddings, L2-normalised
-    here and detached. Targets (eq. 6, 7): y_a->t(i) = (1-beta) onehot_i + beta S'_a(i) for
-    row i of the logits, y_t->a(i) = (1-beta) onehot_i + beta S'_t(i) for column i.
-    Loss (eq. 8): 1/2 [ (1/N) sum_i KL(y_a->t(i) || softmax(logits[i, :]))
-                      + (1/N) sum_i KL(y_t->a(i) || softmax(logits[:, i])) ].
-
-    `soft_target` chooses S':
+    here and detached; y_a->t(i) = (1-beta) onehot_i + beta S'_a(i) and y_t->a(i) =
+    (1-beta) onehot_i + beta S'_t(i), S' chosen by `soft_target`:
       paper      raw cosine rows, as the authors' code; target entries <= 0 contribute 0 (what
-                 old PyTorch's KLDivLoss did) and rows need not sum to 1.
+                 old PyTorch's KLDivLoss did) and rows need not sum to 1: a row sum s scales
+                 that row's KL gradient by about s.
       normalized cosine clamped at 0, rows renormalised to sum 1 (a zero row -> one-hot).
       softmax    row softmax of S / teacher_temperature.
-    With beta = 0 every mode equals `clap_loss` exactly.
     """
     if soft_target not in SOFT_TARGETS:
         raise ValueError(
             f"soft_target must be one of {', '.join(SOFT_TARGETS)}; got {soft_target!r}"
         )
-    logits = logits_per_audio.float()
-    onehot = torch.eye(logits.shape[0], device=logits.device)
+    onehot = torch.eye(teacher_audio.shape[0], device=teacher_audio.device)
     soft_a = _soft_rows(_similarity(teacher_audio), soft_target, teacher_temperature)
     soft_t = _soft_rows(_similarity(teacher_text), soft_target, teacher_temperature)
-    target_a2t = (1.0 - beta) * onehot + beta * soft_a.to(logits.device)
-    target_t2a = (1.0 - beta) * onehot + beta * soft_t.to(logits.device)
+    return (1.0 - beta) * onehot + beta * soft_a, (1.0 - beta) * onehot + beta * soft_t
+
+
+def target_stats(target: Tensor) -> dict[str, float]:
+    """How soft a target matrix is, over the entries the loss uses (those > 0): the mean
+    share of each row's mass off the diagonal, and the mean row sum (1 for distributions)."""
+    mass = target.clamp_min(0.0)
+    rows = mass.sum(dim=1)
+    off = (rows - mass.diagonal()) / rows.clamp_min(1e-12)
+    return {"off_diagonal": off.mean().item(), "row_sum": rows.mean().item()}
+
+
+def soft_clap_loss(
+    logits_per_audio: Tensor,
+    teacher_audio: Tensor,
+    teacher_text: Tensor,
+    beta: float,
+    soft_target: str = "paper",
+    teacher_temperature: float = 0.07,
+) -> Tensor:
+    """Eq. 8: the CLAP loss against the soft targets of `soft_targets` (eq. 5-7):
+    1/2 [ (1/N) sum_i KL(y_a->t(i) || softmax(logits[i, :]))
+        + (1/N) sum_i KL(y_t->a(i) || softmax(logits[:, i])) ].
+    Row i of the logits scores clip i against every caption (audio->text), so it takes the
+    audio targets; column i takes the text targets. With beta = 0 every mode equals
+    `clap_loss` exactly.
+    """
+    logits = logits_per_audio.float()
+    target_a2t, target_t2a = soft_targets(
+        teacher_audio.to(logits.device),
+        teacher_text.to(logits.device),
+        beta,
+        soft_target,
+        teacher_temperature,
+    )
     return 0.5 * (_kl_rows(target_a2t, logits) + _kl_rows(target_t2a, logits.T))

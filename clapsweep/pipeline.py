@@ -14,8 +14,10 @@ AudioCaps test, FSD50K eval) never train a teacher: they measure retrieval.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -25,15 +27,31 @@ import numpy as np
 import torch
 
 from clapsweep import curate, evaluate
-from clapsweep.config import FrontendConfig, ModelConfig, TrainConfig, from_dict
+from clapsweep.config import (
+    RETRIEVAL_SPLITS,
+    TEACHER_SPLITS,
+    FrontendConfig,
+    ModelConfig,
+    TrainConfig,
+    from_dict,
+    merged_splits,
+)
 from clapsweep.data.cache import AudioCache
 from clapsweep.data.datasets import Pair, load_dataset, task_classes, teacher_pairs
 from clapsweep.errors import UserError
 from clapsweep.metrics import prompt_for
 from clapsweep.models.clap import CLAP
-from clapsweep.train import WEIGHTS, TrainData, load_weights, pick_device, train
+from clapsweep.seeds import derive_seed
+from clapsweep.train import (
+    TEXT_FEATURES,
+    WEIGHTS,
+    FrozenText,
+    TrainData,
+    load_weights,
+    pick_device,
+    train,
+)
 
-HELD_OUT = {"evaluation", "test", "eval"}
 EMB_CHUNK = 4096  # clips per resumable embedding chunk
 
 
@@ -61,29 +79,60 @@ def _cache(config: dict) -> AudioCache:
     return AudioCache(root or None, frontend.sample_rate)
 
 
+def stream_id(config: dict) -> str:
+    """The stage's identity for its random streams: the stage key the runner puts in
+    `runtime.key`, or (a stage run by hand) a hash of the config without `runtime`."""
+    key = config.get("runtime", {}).get("key")
+    if key:
+        return key
+    blob = json.dumps({k: v for k, v in config.items() if k != "runtime"}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def _model(config: dict, weights: Path | None = None, pretrained_text: bool = True) -> CLAP:
+    """The stage's model; random initial weights come from the stage's own stream, under a
+    forked RNG, so no process-wide state decides them (or is changed by them)."""
     frontend, model_cfg = _configs(config)
-    model = CLAP(model_cfg, frontend, pretrained_text)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(0, stream_id(config), "init"))
+        model = CLAP(model_cfg, frontend, pretrained_text)
     if weights is not None:
         load_weights(model, weights)
     return model.to(pick_device())
 
 
+def _splits(data: dict, field: str, defaults: dict) -> dict[str, list[str]]:
+    return merged_splits(data.get(field), defaults)
+
+
 def training_pairs(data: dict, seed: int) -> list[Pair]:
-    """The teacher's training pairs: a seeded fraction of the non-held-out teacher pairs."""
+    """The teacher's training pairs: a seeded fraction of the teacher splits' pairs."""
+    splits = _splits(data, "splits", TEACHER_SPLITS)
     manifests = [
-        dataclasses.replace(m, records=[r for r in m.records if r.fold not in HELD_OUT])
-        for m in (manifest(n, data["root"]) for n in data["teacher"])
+        dataclasses.replace(m, records=[r for r in m.records if r.fold in splits.get(n, [])])
+        for n, m in ((n, manifest(n, data["root"])) for n in data["teacher"])
     ]
     return teacher_pairs(manifests, data.get("fraction", 1.0), seed)
 
 
+def pair_counts(data: dict) -> dict[str, int]:
+    """Teacher pairs per dataset (all of the teacher splits, before the fraction)."""
+    splits = _splits(data, "splits", TEACHER_SPLITS)
+    return {
+        n: sum(len(r.captions) for r in manifest(n, data["root"]).records if r.fold in splits[n])
+        for n in data["teacher"]
+        if n in splits
+    }
+
+
 def held_out_records(data: dict) -> list:
+    """The captioned clips of the retrieval splits (never in a teacher's training set)."""
+    splits = _splits(data, "retrieval_splits", RETRIEVAL_SPLITS)
     return [
         r
         for n in data["teacher"]
         for r in manifest(n, data["root"]).records
-        if r.fold in HELD_OUT and r.captions
+        if r.fold in splits.get(n, []) and r.captions
     ]
 
 
@@ -106,21 +155,30 @@ def _write_json(path: Path, obj) -> None:
 # ----------------------------------------------------------------------------- stages
 
 
-def _train(config: dict, model: CLAP, data: TrainData, out: Path, report) -> dict:
+def _train(config: dict, model: CLAP, data: TrainData, out: Path, report, known=None) -> dict:
+    """Train with the stage's streams; a teacher (known is None) keeps its frozen-text table."""
     frontend, _ = _configs(config)
     cfg = from_dict(TrainConfig, config.get("train"), "train")
     # checkpoint_every is set by the SLURM backend (outside the stage key) for preemption.
     every = config.get("checkpoint_every", 0)
     return train(
-        model, data, cfg, out, _cache(config), frontend.clip_samples, report, checkpoint_every=every
-    )
+        model, data, cfg, out, _cache(config), frontend.clip_samples, report,
+        checkpoint_every=every, stream=stream_id(config), text_features=known,
+        keep_text_features=known is None,
+    )  # fmt: skip
 
 
 def stage_teacher(config: dict, inputs: dict, out: Path, report=None) -> dict:
     seed = from_dict(TrainConfig, config.get("train"), "train").seed
     pairs = training_pairs(config["data"], seed)
     model = _model(config, Path(config["init"]) if config.get("init") else None)
-    return {**_train(config, model, TrainData(main=pairs), out, report), "pairs": len(pairs)}
+    checkpoint = config["model"].get("audio_checkpoint")
+    if checkpoint and not config.get("init"):  # MS-CLAP's setup: CNN14 from PANNs AudioSet
+        from clapsweep.models.interop import load_panns_cnn14
+
+        load_panns_cnn14(model.audio_encoder.base, checkpoint, _configs(config)[0])
+    result = _train(config, model, TrainData(main=pairs), out, report)
+    return {**result, "pairs": len(pairs), "checkpoints": config.get("checkpoints", {})}
 
 
 def _embed_audio_chunked(model, paths, out: Path, name: str, config: dict, report) -> torch.Tensor:
@@ -259,8 +317,10 @@ def stage_student(config: dict, inputs: dict, out: Path, report=None) -> dict:
     else:  # DU and DS replay the teacher's training set
         replay = emb.teacher_set()
     data.replay, data.replay_teacher = replay.main, replay.main_teacher
+    data.teacher_pairs = len(emb.captions)  # the authors' epoch: the teacher set's batches
     model = _model(config, Path(inputs["teacher"]) / WEIGHTS)
-    result = _train(config, model, data, out, report)
+    known = FrozenText.load(Path(inputs["teacher"]) / TEXT_FEATURES)
+    result = _train(config, model, data, out, report, known)
     return {**result, "pairs": len(data.main), "replay_pairs": len(data.replay)}
 
 
@@ -298,6 +358,17 @@ STAGES: dict[str, Callable] = {
 }
 
 
+@contextlib.contextmanager
+def _threads(n: int):
+    """The stage's intra-op thread count (CPU reductions depend on it), restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_stage(
     kind: str, config: dict, inputs: dict, out: Path, report: Callable[[dict], None] | None = None
 ) -> dict:
@@ -305,4 +376,5 @@ def run_stage(
         raise ValueError(f"unknown stage kind {kind!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return STAGES[kind](config, {k: Path(v) for k, v in inputs.items()}, out, report)
+    with _threads(config.get("runtime", {}).get("threads") or 1):
+        return STAGES[kind](config, {k: Path(v) for k, v in inputs.items()}, out, report)

@@ -3,16 +3,26 @@
 The checkpoints are built here from key lists written down from the public code
 (qiuqiangkong/audioset_tagging_cnn `pytorch/models.py` with torchlibrosa's `Spectrogram` and
 `LogmelFilterBank`; microsoft/CLAP `msclap/models/clap.py`, `audio.py`, `configs/config_2022.yml`
-with bert-base-uncased), not from our modules, with random values.
+with bert-base-uncased), not from our modules, with random values. The stored front-end tensors are computed here from the formulas of
+librosa 0.10 (`filters.mel`: slaney scale and norm) and torchlibrosa (`STFT`: periodic Hann
+window centred in n_fft times the DFT matrix), in numpy, independently of our torchaudio
+front-end.
 """
 
 from __future__ import annotations
 
+import argparse
+import pickle
+import shlex
+
+import numpy as np
 import pytest
 import torch
 
 from clapsweep.config import FrontendConfig, ModelConfig
 from clapsweep.models import CLAP, CheckpointError, Cnn14, load_msclap, load_panns_cnn14
+from clapsweep.models.interop import read_state_dict
+from clapsweep.torchload import load_trusted_weights
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -112,12 +122,86 @@ def save(state: dict, path) -> str:
     return str(path)
 
 
+# ----------------------------------------------------------------------------- front-end
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:  # librosa, htk=False (slaney)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    safe = np.maximum(f, min_log_hz)
+    return np.where(
+        f >= min_log_hz, min_log_hz / f_sp + np.log(safe / min_log_hz) / logstep, f / f_sp
+    )
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def librosa_mel(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """librosa.filters.mel(sr=, n_fft=, n_mels=, fmin=, fmax=): (n_mels, 1 + n_fft // 2)."""
+    weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = _mel_to_hz(
+        np.linspace(_hz_to_mel(np.float64(fmin)), _hz_to_mel(np.float64(fmax)), n_mels + 2)
+    )
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    for i in range(n_mels):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights
+
+
+def torchlibrosa_stft(n_fft: int, win_length: int, window: str = "hann") -> tuple:
+    """torchlibrosa STFT(n_fft, win_length, window).conv_real/conv_imag weights."""
+    n = np.arange(win_length)
+    if window == "hann":  # librosa get_window('hann', fftbins=True): periodic
+        w = 0.5 - 0.5 * np.cos(2 * np.pi * n / win_length)
+    else:  # periodic hamming
+        w = 0.54 - 0.46 * np.cos(2 * np.pi * n / win_length)
+    left = (n_fft - win_length) // 2  # librosa.util.pad_center
+    w = np.pad(w, (left, n_fft - win_length - left))
+    x, y = np.meshgrid(np.arange(n_fft), np.arange(n_fft))
+    dft = np.power(np.exp(-2 * np.pi * 1j / n_fft), x * y)
+    kernels = dft[:, : n_fft // 2 + 1] * w[:, None]
+    real = torch.Tensor(np.real(kernels).T)[:, None, :]
+    imag = torch.Tensor(np.imag(kernels).T)[:, None, :]
+    return real, imag
+
+
+def panns_frontend(
+    sample_rate=44100,
+    n_fft=1024,
+    win_length=None,
+    n_mels=64,
+    fmin=50.0,
+    fmax=14000.0,
+    window="hann",
+) -> dict[str, torch.Tensor]:
+    """The three torchlibrosa tensors a PANNs Cnn14(sample_rate, window_size=n_fft, ...) stores."""
+    real, imag = torchlibrosa_stft(n_fft, win_length or n_fft, window)
+    return {
+        "spectrogram_extractor.stft.conv_real.weight": real,
+        "spectrogram_extractor.stft.conv_imag.weight": imag,
+        "logmel_extractor.melW": torch.Tensor(
+            librosa_mel(sample_rate, n_fft, n_mels, fmin, fmax).T
+        ),
+    }
+
+
+def prefixed(state: dict, prefix: str) -> dict:
+    return {prefix + k: v for k, v in state.items()}
+
+
 # ----------------------------------------------------------------------------- PANNs
 
 
 @pytest.fixture(scope="module")
 def panns(tmp_path_factory):
-    state = random_state(panns_cnn14_keys())
+    # Random weights with the front-end of a 44.1 kHz, 50-14000 Hz PANNs Cnn14 (our defaults).
+    state = random_state(panns_cnn14_keys()) | panns_frontend()
     path = save(state, tmp_path_factory.mktemp("panns") / "Cnn14_mAP=0.431.pth")
     return state, path
 
@@ -129,7 +213,7 @@ def cnn14() -> Cnn14:
 
 def test_panns_checkpoint_loads_strictly(panns, cnn14):
     state, path = panns
-    load_panns_cnn14(cnn14, path, FrontendConfig())  # n_fft 1024, 64 mels: shapes agree
+    load_panns_cnn14(cnn14, path, FrontendConfig())  # shapes and front-end values agree
     loaded = cnn14.state_dict()
     for key in ("bn0.running_mean", "conv_block6.conv2.weight", "fc1.bias", "fc_audioset.weight"):
         assert torch.equal(loaded[key], state[key])
@@ -152,6 +236,83 @@ def test_panns_frontend_shape_mismatch(panns, cnn14):
         load_panns_cnn14(cnn14, path, FrontendConfig(n_mels=128))
     with pytest.raises(CheckpointError, match=r"conv_real\.weight.*n_fft 2048"):
         load_panns_cnn14(cnn14, path, FrontendConfig(n_fft=2048, win_length=2048))
+
+
+def frontend_error(cnn14, tmp_path, frontend: dict, cfg: FrontendConfig, name="fe.pth") -> str:
+    """The message for a file holding only front-end keys: the front-end is checked before the
+    other keys, so a refusal here is the front-end's and an accepted front-end gets as far as
+    the missing-keys error."""
+    path = save(frontend, tmp_path / name)
+    with pytest.raises(CheckpointError) as err:
+        load_panns_cnn14(cnn14, path, cfg)
+    return str(err.value)
+
+
+def test_panns_32k_frontend_refused_under_44k(cnn14, tmp_path):
+    # PANNs' AudioSet Cnn14_mAP=0.431: 32 kHz, window 1024, 64 mels, 50-14000 Hz. Same shapes.
+    before = cnn14.bn0.running_mean.clone()
+    message = frontend_error(cnn14, tmp_path, panns_frontend(sample_rate=32000), FrontendConfig())
+    assert (
+        "fe.pth: the checkpoint's mel filterbank (logmel_extractor.melW) was built for "
+        + (
+            "sample_rate 32000, f_min 50, f_max 14000 (frontend config: sample_rate 44100, f_min 50, "
+            "f_max 14000, n_fft 1024, n_mels 64)"
+        )
+        in message
+    )
+    assert "set frontend.sample_rate: 32000 or use a checkpoint for sample_rate 44100" in message
+    assert "STFT" not in message  # the STFT kernels do not depend on the sample rate
+    assert "\n" not in message and "missing key" not in message
+    assert torch.equal(cnn14.bn0.running_mean, before)
+    # Under a 32 kHz front-end the same front-end is accepted (the load goes on to the keys).
+    message = frontend_error(
+        cnn14, tmp_path, panns_frontend(sample_rate=32000), FrontendConfig(sample_rate=32000)
+    )
+    assert "missing key(s)" in message and "melW" not in message
+
+
+def test_panns_frontend_for_another_band_or_window_refused(cnn14, tmp_path):
+    cfg = FrontendConfig()
+    message = frontend_error(cnn14, tmp_path, panns_frontend(fmax=8000), cfg)
+    assert "was built for sample_rate 44100, f_min 50, f_max 8000" in message
+    assert "set frontend.f_max: 8000 or use a checkpoint for" in message
+    # PANNs Cnn14_16k: 16 kHz, window 512, 50-8000 Hz, read with only n_fft changed.
+    small = FrontendConfig(n_fft=512, win_length=512)
+    message = frontend_error(
+        cnn14, tmp_path, panns_frontend(16000, n_fft=512, fmax=8000), small, "16k.pth"
+    )
+    assert "built for sample_rate 16000, f_min 50, f_max 8000" in message
+    assert "set frontend.sample_rate: 16000, frontend.f_max: 8000 or" in message
+    # A band that is no candidate: refused with the difference, settings not identified.
+    message = frontend_error(cnn14, tmp_path, panns_frontend(fmax=13000), cfg)
+    assert "mel filterbank (logmel_extractor.melW) differs from the one the frontend" in message
+    assert "by up to 0.00" in message and "could not be identified" in message
+    # STFT kernels of another window length, or of another window.
+    message = frontend_error(cnn14, tmp_path, panns_frontend(win_length=800), cfg)
+    assert "STFT kernels (spectrogram_extractor.stft.conv_real.weight and " in message
+    assert "were built for win_length 800 (frontend config: n_fft 1024, win_length 1024)" in message
+    assert "melW" not in message
+    message = frontend_error(cnn14, tmp_path, panns_frontend(window="hamming"), cfg)
+    assert "STFT kernels" in message and "no Hann window length explains them" in message
+
+
+def test_panns_frontend_values_accepted(cnn14, tmp_path):
+    # Exact front-ends for other settings pass, and so does the opposite sign of the
+    # imaginary kernel (the same power spectrum); the load then stops at the missing keys.
+    for cfg, frontend in [
+        (
+            FrontendConfig(n_fft=512, win_length=400, n_mels=40, f_min=0, f_max=8000),
+            panns_frontend(44100, n_fft=512, win_length=400, n_mels=40, fmin=0, fmax=8000),
+        ),
+        (
+            FrontendConfig(sample_rate=48000, f_min=0, f_max=24000),
+            panns_frontend(48000, fmin=0, fmax=24000),
+        ),
+    ]:
+        assert "missing key(s)" in frontend_error(cnn14, tmp_path, frontend, cfg)
+    flipped = panns_frontend()
+    flipped["spectrogram_extractor.stft.conv_imag.weight"] *= -1
+    assert "missing key(s)" in frontend_error(cnn14, tmp_path, flipped, FrontendConfig())
 
 
 def test_panns_missing_key_fails_and_leaves_model_untouched(panns, cnn14, tmp_path):
@@ -190,16 +351,98 @@ def test_position_ids_tolerated_and_bare_state_dict_accepted(panns, cnn14, tmp_p
 
 
 def test_unreadable_checkpoints(cnn14, tmp_path):
-    with pytest.raises(CheckpointError, match=r"nowhere\.pth: checkpoint file not found"):
+    with pytest.raises(
+        CheckpointError, match=r"nowhere\.pth: PANNs CNN14 checkpoint file not found"
+    ):
         load_panns_cnn14(cnn14, tmp_path / "nowhere.pth")
-    text = tmp_path / "notes.pth"
-    text.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"notes\.pth: not a PyTorch checkpoint"):
-        load_panns_cnn14(cnn14, text)
+    with pytest.raises(CheckpointError, match=r"checkpoint path is a directory, not a file"):
+        load_panns_cnn14(cnn14, tmp_path)
     numbers = tmp_path / "numbers.pth"
     torch.save({"model": {"a": 1}}, numbers)
     with pytest.raises(CheckpointError, match=r"numbers\.pth: not a model checkpoint"):
         load_panns_cnn14(cnn14, numbers)
+
+
+def test_not_a_pytorch_file(cnn14, tmp_path):
+    real = tmp_path / "real.pth"
+    torch.save({"model": {"w": torch.randn(64, 64)}}, real)
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"model": {"w": torch.randn(64, 64)}}, legacy, _use_new_zipfile_serialization=False)
+    files = {
+        "notes.pth": b"not a checkpoint",
+        "random.pth": np.random.default_rng(0).bytes(4096),
+        "empty.pth": b"",
+        "truncated.pth": real.read_bytes()[: real.stat().st_size // 2],
+        "truncated_legacy.pth": legacy.read_bytes()[: legacy.stat().st_size // 2],
+        "plain_pickle.pth": pickle.dumps({"a": 1}, protocol=2),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CheckpointError) as err:
+            load_panns_cnn14(cnn14, tmp_path / name)
+        message = str(err.value)
+        assert message.startswith(f"{tmp_path / name}: PANNs CNN14 checkpoint is not a PyTorch ")
+        assert "is not a PyTorch checkpoint file (truncated or another format)" in message
+        assert "\n" not in message and "weights_only" not in message, message
+    assert str(err.value).endswith("(truncated or another format)")
+    with pytest.raises(
+        CheckpointError, match=r"\(truncated or another format\); the file is empty"
+    ):
+        load_trusted_weights(tmp_path / "empty.pth")
+
+
+class Settings:
+    """A custom object saved next to the weights, as training scripts do."""
+
+    lr = 1e-3
+
+
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        (argparse.Namespace(lr=1e-3), "argparse.Namespace"),
+        (Settings(), "Settings"),  # test_interop.Settings or tests.test_interop.Settings
+        (np.random.RandomState(0).get_state(), "numpy"),  # a sampler state, as in PANNs' files
+    ],
+)
+def test_pickled_objects_get_the_conversion_message(extra, named, tmp_path):
+    path = tmp_path / "Cnn14_16k_mAP=0.438.pth"
+    weights = {"fc1.bias": torch.randn(4), "fc1.weight": torch.randn(4, 4)}
+    torch.save({"model": weights, "extra": extra}, path)
+    with pytest.raises(CheckpointError) as err:
+        read_state_dict(path, "PANNs CNN14 checkpoint")
+    message = str(err.value)
+    assert message.startswith(f"{path}: PANNs CNN14 checkpoint holds Python objects (")
+    assert named in message.split(")")[0]
+    assert "that a safe load refuses; convert it once, in an environment you trust" in message
+    assert "not a PyTorch checkpoint" not in message
+    # torch's own advice (re-run with weights_only=False, allowlist globals) is not passed on.
+    assert "\n" not in message and "Re-running" not in message
+    assert "add_safe_globals" not in message and "`False`" not in message
+    # The one-off command it gives converts the file into one the safe load accepts.
+    command = shlex.split(message.split(" python -c ", 1)[1])
+    code, rest = command[0], command[1:]
+    out = tmp_path / "Cnn14_16k_mAP=0.438.state.pth"
+    assert rest == ["and", "give", str(out), "instead"]
+    exec(code, {})
+    state = read_state_dict(out)
+    assert state.keys() == weights.keys()
+    assert all(torch.equal(state[k], weights[k]) for k in weights)
+
+
+def test_load_trusted_weights_returns_the_object(tmp_path):
+    path = tmp_path / "model.pt"
+    obj = {"model": {"w": torch.ones(2)}, "step": 3, "config": {"lr": 1e-4, "name": "x"}}
+    torch.save(obj, path)
+    loaded = load_trusted_weights(path, "model weights")
+    assert loaded["step"] == 3 and loaded["config"] == obj["config"]
+    assert torch.equal(loaded["model"]["w"], torch.ones(2))
+    with pytest.raises(CheckpointError, match=r"gone\.pt: model weights file not found"):
+        load_trusted_weights(tmp_path / "gone.pt", "model weights")
+    with pytest.raises(
+        CheckpointError, match=r"is a directory, not a file.*\(it holds model\.pt\)"
+    ):
+        load_trusted_weights(tmp_path, "model weights")
 
 
 # ----------------------------------------------------------------------------- MS-CLAP
@@ -242,6 +485,7 @@ def test_msclap_checkpoint_loads_strictly(tiny_bert, tmp_path):
     cfg = ModelConfig(audio="cnn14", text=tiny_bert, dim=32)
     clap = CLAP(cfg, FrontendConfig(), pretrained_text=False)
     state = random_state(msclap_2022_keys(hidden=16, layers=2, intermediate=24, d_proj=32), seed=1)
+    state |= prefixed(panns_frontend(), "audio_encoder.base.")  # MS-CLAP 2022: 44.1 kHz
     path = save(state, tmp_path / "CLAP_weights_2022.pth")
     load_msclap(clap, path, FrontendConfig())
     loaded = clap.state_dict()
@@ -261,6 +505,17 @@ def test_msclap_checkpoint_loads_strictly(tiny_bert, tmp_path):
     assert "broken.pth" in message
     assert "1 missing key(s): caption_encoder.projection.layer_norm.bias" in message
     assert "1 unexpected key(s): caption_encoder.base.embeddings.extra" in message
+
+    # A 32 kHz front-end under the audio_encoder.base. prefix is refused with its settings.
+    path = save(prefixed(panns_frontend(32000), "audio_encoder.base."), tmp_path / "32k.pth")
+    with pytest.raises(CheckpointError) as err:
+        load_msclap(clap, path, FrontendConfig())
+    message = str(err.value)
+    assert (
+        "mel filterbank (audio_encoder.base.logmel_extractor.melW) was built for sample_rate 32000"
+        in message
+    )
+    assert "set frontend.sample_rate: 32000" in message
 
 
 def test_msclap_needs_cnn14(tiny_bert, tmp_path):

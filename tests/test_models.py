@@ -217,16 +217,8 @@ def test_clap_state_dict_has_msclap_names_and_no_frontend(clap):
     assert clap.state_dict()["logit_scale"].shape == ()
 
 
-def test_logit_scale_initial_value_and_clamp(clap):
+def test_logit_scale_initial_value(clap):
     assert math.isclose(clap.scale().item(), 1 / 0.07, rel_tol=1e-6)
-    saved = clap.logit_scale.detach().clone()
-    try:
-        with torch.no_grad():
-            clap.logit_scale.fill_(10.0)  # exp(10) ~ 22026
-        assert clap.scale().item() == 100.0
-    finally:
-        with torch.no_grad():
-            clap.logit_scale.copy_(saved)
 
 
 def test_init_temperature_is_config(tiny_bert):

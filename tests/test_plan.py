@@ -182,13 +182,36 @@ def test_layers_put_every_stage_after_its_inputs():
     ]
 
 
-def test_msclap_baseline_is_one_eval_without_inputs():
-    data = copy.deepcopy(TABLE2) | {"msclap_checkpoint": "/ckpt/CLAP_weights_2022.pth"}
+def test_msclap_baseline_is_one_eval_without_inputs(tmp_path):
+    ckpt = tmp_path / "CLAP_weights_2022.pth"
+    ckpt.write_bytes(b"weights")
+    data = copy.deepcopy(TABLE2) | {"msclap_checkpoint": str(ckpt)}
     plan = plan_of(data)
     ms = [s for s in plan.stages.values() if s.users[0]["row"] == "msclap"]
     assert len(ms) == 1 and ms[0].kind == "eval" and ms[0].inputs == {}
-    assert ms[0].config["msclap_checkpoint"] == "/ckpt/CLAP_weights_2022.pth"
+    assert ms[0].config["msclap_checkpoint"] == str(ckpt)
+    assert ms[0].config["checkpoints"] == {"msclap": hashlib.sha256(b"weights").hexdigest()}
     assert ms[0].config["model"]["audio"] == "cnn14"
+    # The key follows the file's content, not its path.
+    moved = tmp_path / "moved.pth"
+    ckpt.rename(moved)
+    again = [s for s in plan_of(data | {"msclap_checkpoint": str(moved)}).stages.values()]
+    assert ms[0].key in {s.key for s in again}
+    moved.write_bytes(b"other weights")
+    changed = plan_of(data | {"msclap_checkpoint": str(moved)}).stages.values()
+    assert ms[0].key not in {s.key for s in changed}
+
+
+def test_missing_checkpoint_files_are_config_errors():
+    for data, field in (
+        (copy.deepcopy(TABLE2) | {"msclap_checkpoint": "/nowhere/ms.pth"}, "msclap_checkpoint"),
+        (
+            copy.deepcopy(TABLE2) | {"model": {"audio_checkpoint": "/nowhere/cnn14.pth"}},
+            "model.audio_checkpoint",
+        ),
+    ):
+        with pytest.raises(ConfigError, match=f"{field}: /nowhere/.* not found"):
+            plan_of(data)
 
 
 def test_stage_key_is_canonical_and_pinned():
@@ -206,7 +229,7 @@ def test_stage_key_is_canonical_and_pinned():
     # Pinned canonical form: a change here silently invalidates every stored artifact.
     canonical = (
         '{"config":{"sigma":0.7,"strategy":"du"},"inputs":[["embed","embed-0"]],'
-        '"kind":"curate","schema":1}'
+        '"kind":"curate","schema":2}'
     )
     assert a == hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -82,7 +82,7 @@ def test_user_errors_exit_2_with_one_message(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(job), "--tasks", "esc50", "dcase"]) == 2
     assert "--tasks: unknown task dcase" in capsys.readouterr().err
     (job / "model.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="model.pt: not a clapsweep checkpoint"):
+    with pytest.raises(UserError, match="model.pt: .*not a PyTorch checkpoint file"):
         load_weights(torch.nn.Linear(1, 1), job / "model.pt")
     nodata = {"root": str(tmp_path / "none")}
     assert main(["train", "--config", _job(tmp_path / "n.yaml", out=str(job), data=nodata)]) == 2

@@ -27,8 +27,6 @@ from clapsweep.models.cnn14 import Cnn14
 from clapsweep.models.small_cnn import SmallCNN
 from clapsweep.models.text import TextEncoder
 
-MAX_LOGIT_SCALE = 100.0
-
 
 class Projection(nn.Module):
     """MS-CLAP projection: linear1 -> GELU -> linear2 -> dropout, residual, LayerNorm."""
@@ -111,8 +109,10 @@ class CLAP(nn.Module):
         return self.scale() * audio @ text.t()
 
     def scale(self) -> torch.Tensor:
-        """exp(logit_scale), clamped at 100 as in CLIP and MS-CLAP training."""
-        return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+        """exp(logit_scale). As in CLIP, the trainer clamps the parameter itself to at most
+        log 100 after each step; a clamp here would zero its gradient whenever the scale
+        starts above 100 (tau = 0.007 gives 142.9) and freeze it there."""
+        return self.logit_scale.exp()
 
     def forward(
         self, wave: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor

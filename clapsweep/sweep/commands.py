@@ -192,7 +192,24 @@ def _print_plan(info: dict[str, Any]) -> None:
     _table(title, ["stage"] + fields, rows)
     for kind, r in info["resources"].items():
         print(f"  {kind} asks for {r['cpu']:g} cpu, {r['gpu']:g} gpu")
+    _print_schedule(info["schedule"])
     print(f"workdir: {info['workdir']}")
+
+
+def _print_schedule(schedule: dict[str, Any]) -> None:
+    if schedule.get("teacher_pairs") is None:
+        print(f"teacher pairs and student steps unavailable: {schedule.get('unavailable')}")
+        return
+    counts = schedule["teacher_pairs"]
+    shown = ", ".join(f"{n} {c}" for n, c in counts.items())
+    print(f"teacher pairs: {sum(counts.values())} ({shown})")
+    rows = [
+        [s["row"], str(s["seed"]), f"{s['fraction']:g}", ",".join(s["tasks"]),
+         "after curation" if s["steps"] is None else str(s["steps"])]
+        for s in schedule["students"]
+    ]  # fmt: skip
+    if rows:
+        _table("planned student steps", ["row", "seed", "fraction", "tasks", "steps"], rows)
 
 
 def _print_summary(s: dict[str, Any]) -> None:

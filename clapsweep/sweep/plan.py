@@ -19,30 +19,42 @@ Stage configs (what `clapsweep.pipeline.run_stage` receives), inputs by role:
   and for ADS also {replay} (its task's DS set; DU and DS replay the teacher's own set).
 - eval: {data: {root, teacher, tasks}, frontend, model}; inputs {model}. The MS-CLAP
   baseline has no inputs and a `msclap_checkpoint` path instead.
-Every config also carries `runtime` ({cache_dir}), which is left out of the key, like the
-other knobs that change speed but not results (VOLATILE).
+Every config also carries `runtime` ({cache_dir, threads}; the runner adds the stage's
+key), which is left out of the key, like the config fields marked volatile in their schema
+(knobs that change speed but not results: `clapsweep.config.volatile_fields`). Data enter
+keys by content: each stage's `data.fingerprint` holds the fingerprint of every dataset it
+reads, and a checkpoint file (model.audio_checkpoint, msclap_checkpoint) by its sha256 in
+`checkpoints`, not by its path.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from clapsweep.config import FrontendConfig, ModelConfig
-from clapsweep.sweep.spec import STAGE_KINDS, RowSpec, SweepSpec, row_sigma
+from clapsweep.config import (
+    RETRIEVAL_SPLITS,
+    TEACHER_SPLITS,
+    FrontendConfig,
+    ModelConfig,
+    TrainConfig,
+    merged_splits,
+    volatile_fields,
+)
+from clapsweep.data.fingerprint import fingerprints
+from clapsweep.errors import ConfigError
+from clapsweep.sweep.spec import STAGE_KINDS, CurateSpec, RowSpec, SweepSpec, row_sigma
 
 # Bump when a stage's code changes what it produces: every key changes, everything reruns.
-SCHEMA_VERSION = 1
-
-# Config paths that do not change a stage's result; they are passed on but not hashed.
-VOLATILE: dict[str, list[tuple[str, ...]]] = {
-    "teacher": [("train", "num_workers"), ("train", "log_every")],
-    "student": [("train", "num_workers"), ("train", "log_every")],
-    "curate": [("chunk",)],
-}
+# 2: the authors' student epoch, batches without repeats, stage-keyed random streams,
+#    explicit teacher splits, data fingerprints.
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -101,14 +113,38 @@ def stage_key(kind: str, config: dict[str, Any], inputs: dict[str, str]) -> str:
 
 
 def _key_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config as the key sees it: without `runtime`, without the fields the schema marks
+    volatile, and with checkpoint files as their content hashes (in `checkpoints`)."""
     out = json.loads(json.dumps(config))  # a deep copy that also proves it is JSON-able
     out.pop("runtime", None)
-    for path in VOLATILE.get(kind, []):
-        node = out
-        for part in path[:-1]:
-            node = node.get(part, {})
-        node.pop(path[-1], None)
+    out.pop("msclap_checkpoint", None)
+    if "model" in out:
+        out["model"].pop("audio_checkpoint", None)
+    if "train" in out:
+        for name in volatile_fields(TrainConfig):
+            out["train"].pop(name, None)
+    if kind == "curate":
+        for name in volatile_fields(CurateSpec):
+            out.pop(name, None)
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def file_sha256(path: str, where: str) -> str:
+    """A checkpoint file's content hash (read once per process while it is unchanged)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"{where}: {path} not found; give the path of the checkpoint file "
+            "(docs/weights.md says where to get it)"
+        )
+    st = os.stat(p)
+    return _sha256(str(p.resolve()), st.st_size, st.st_mtime_ns)
 
 
 # ----------------------------------------------------------------------------- building
@@ -137,32 +173,57 @@ class _Builder:
             users.append(dict(user))
 
 
-def build_plan(spec: SweepSpec) -> Plan:
-    """Expand the grid into stages; identical stages (same key) appear once."""
+def data_fingerprints(spec: SweepSpec) -> dict[str, str]:
+    """The content fingerprint of every dataset the sweep reads."""
+    d = spec.data
+    return fingerprints(d.root, [*d.teacher, d.wild, *d.tasks])
+
+
+def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
+    """Expand the grid into stages; identical stages (same key) appear once. `prints` are
+    the datasets' fingerprints (computed here when not given)."""
     b = _Builder(spec.name)
-    runtime = {"cache_dir": f"{spec.workdir}/cache" if spec.data.cache else None}
+    prints = prints if prints is not None else data_fingerprints(spec)
+    runtime = {
+        "cache_dir": f"{spec.workdir}/cache" if spec.data.cache else None,
+        "threads": spec.runtime.threads,
+    }
     tasks = list(spec.data.tasks)
+    teachers = list(spec.data.teacher)
+    checkpoints = {}
+    if spec.model.audio_checkpoint:
+        checkpoints["audio"] = file_sha256(spec.model.audio_checkpoint, "model.audio_checkpoint")
+    splits = {
+        "splits": merged_splits(spec.data.splits, TEACHER_SPLITS),
+        "retrieval_splits": merged_splits(spec.data.retrieval_splits, RETRIEVAL_SPLITS),
+    }
     for seed in spec.grid.seed:
         for fraction in spec.grid.teacher_fraction:
             trial = {"seed": seed, "fraction": fraction}
             data = {
                 "root": spec.data.root,
-                "teacher": list(spec.data.teacher),
+                "teacher": teachers,
                 "fraction": fraction,
                 "seed": seed,
+                "splits": splits["splits"],
+                "fingerprint": {n: prints[n] for n in teachers},
             }
             teacher_cfg = {
                 "data": data,
                 "frontend": _asdict(spec.frontend),
                 "model": _asdict(spec.model),
                 "train": _asdict(spec.train) | {"seed": seed},
+                "checkpoints": checkpoints,
                 "runtime": runtime,
             }
             user = {"row": "teacher", **trial, "tasks": tasks}
             teacher = b.add("teacher", teacher_cfg, {}, user)
-            b.add("eval", _eval_config(spec, tasks, runtime), {"model": teacher}, user)
+            b.add("eval", _eval_config(spec, tasks, runtime, prints), {"model": teacher}, user)
+            read = [*teachers, spec.data.wild, *tasks]
             embed_cfg = {
-                "data": data | {"wild": spec.data.wild, "tasks": tasks},
+                "data": data
+                | {"wild": spec.data.wild, "tasks": tasks}
+                | {"fingerprint": {n: prints[n] for n in read}},
                 "seed": seed,
                 "frontend": _asdict(spec.frontend),
                 "model": _asdict(spec.model),
@@ -180,11 +241,11 @@ def build_plan(spec: SweepSpec) -> Plan:
                     user = {"row": row.name, **trial, "tasks": group}
                     b.use(teacher, user)
                     b.use(embed, user)
-                    _plan_row(b, spec, row, group, teacher, embed, embed_cfg, user, runtime)
+                    _plan_row(b, spec, row, group, teacher, embed, embed_cfg, user, runtime, prints)
     if spec.msclap_checkpoint:
-        cfg = {
+        cfg = _eval_config(spec, tasks, runtime, prints) | {
             "msclap_checkpoint": spec.msclap_checkpoint,
-            "data": {"root": spec.data.root, "teacher": list(spec.data.teacher), "tasks": tasks},
+            "checkpoints": {"msclap": file_sha256(spec.msclap_checkpoint, "msclap_checkpoint")},
             # MS-CLAP 2022 is CNN14 + BERT-base with the paper's front-end.
             "frontend": _asdict(FrontendConfig()),
             "model": _asdict(ModelConfig(audio="cnn14", text="bert-base-uncased", dim=1024)),
@@ -205,6 +266,7 @@ def _plan_row(
     embed_cfg: dict,
     user: dict,
     runtime: dict,
+    prints: dict[str, str],
 ) -> None:
     """Curation(s), the student and its evaluation for one row trial."""
     top = {"top_k": spec.curate.top_k, "chunk": spec.curate.chunk, "runtime": runtime}
@@ -237,12 +299,18 @@ def _plan_row(
     if replay is not None:
         inputs["replay"] = replay
     student = b.add("student", student_cfg, inputs, user)
-    b.add("eval", _eval_config(spec, tasks, runtime), {"model": student}, user)
+    b.add("eval", _eval_config(spec, tasks, runtime, prints), {"model": student}, user)
 
 
-def _eval_config(spec: SweepSpec, tasks: list[str], runtime: dict) -> dict:
+def _eval_config(spec: SweepSpec, tasks: list[str], runtime: dict, prints: dict) -> dict:
     # The teacher datasets give the held-out captions for retrieval metrics.
-    data = {"root": spec.data.root, "teacher": list(spec.data.teacher), "tasks": list(tasks)}
+    data = {
+        "root": spec.data.root,
+        "teacher": list(spec.data.teacher),
+        "tasks": list(tasks),
+        "retrieval_splits": merged_splits(spec.data.retrieval_splits, RETRIEVAL_SPLITS),
+        "fingerprint": {n: prints[n] for n in [*spec.data.teacher, *tasks]},
+    }
     return {
         "data": data,
         "frontend": _asdict(spec.frontend),
@@ -253,3 +321,31 @@ def _eval_config(spec: SweepSpec, tasks: list[str], runtime: dict) -> dict:
 
 def _asdict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+def student_schedule(spec: SweepSpec, plan: Plan) -> dict[str, Any]:
+    """What the students will train on, from the manifests: teacher pairs per dataset, and
+    each student's planned optimizer steps (None when they depend on an Improvement-Set's
+    size, which curation decides: `student.epoch: improvement`)."""
+    from clapsweep.pipeline import pair_counts  # reads the manifests (audio headers)
+    from clapsweep.train import planned_steps
+
+    data = {"root": spec.data.root, "teacher": list(spec.data.teacher)}
+    data["splits"] = merged_splits(spec.data.splits, TEACHER_SPLITS)
+    counts = pair_counts(data)
+    total = sum(counts.values())
+    students = []
+    for stage in plan.stages.values():
+        if stage.kind != "student":
+            continue
+        cfg = TrainConfig(**stage.config["train"])
+        fraction = stage.config["data"]["fraction"]
+        n_teacher = max(1, round(fraction * total)) if fraction < 1 else total
+        by_teacher = cfg.steps_per_epoch or cfg.epoch == "teacher"
+        steps = planned_steps(cfg, 2, n_teacher) if by_teacher else None
+        for user in stage.users:
+            students.append({**user, "name": stage.name, "steps": steps})
+    return {"teacher_pairs": counts, "students": students}

@@ -27,7 +27,7 @@ import yaml
 from clapsweep.errors import UserError
 from clapsweep.store import Store, make_meta, write_json
 from clapsweep.sweep.local import Backend, LocalBackend, Report
-from clapsweep.sweep.plan import Plan, PlannedStage, build_plan
+from clapsweep.sweep.plan import Plan, PlannedStage, build_plan, student_schedule
 from clapsweep.sweep.spec import STAGE_KINDS, SweepSpec
 
 StageFn = Callable[..., dict[str, Any]]
@@ -149,6 +149,8 @@ class StageExecutor:
                 if not store.is_done(name):
                     raise UserError(f"input {role} ({name}) is not finished")
             config = json.loads(json.dumps(stage.config))  # the stage gets its own copy
+            # The key names the stage's random streams (runtime is outside the key).
+            config["runtime"] = {**config.get("runtime", {}), "key": stage.key}
             result = self.stage_fn(stage.kind, config, inputs, work, progress)
             result = json.loads(json.dumps(result if result is not None else {}))
             meta = make_meta(
@@ -188,14 +190,13 @@ def run_sweep(
     stage_fn defaults to clapsweep.pipeline.run_stage; backend and tracker default to what
     the spec asks for. With dry_run nothing is written or run: the result is describe_plan's.
     """
-    plan = build_plan(spec)
-    if dry_run:
-        return describe_plan(spec, plan) | {"dry_run": True}
-    store = Store(spec.workdir)
     emit = on_event or (lambda event: None)
+    if dry_run:
+        return describe_plan(spec) | {"dry_run": True}
     start = time.time()
-    if any(not store.is_done(s.name) for s in plan.stages.values()):
-        ensure_data(spec, emit)  # before anything is written: a bad root leaves no trace
+    ensure_data(spec, emit)  # before anything is written: a bad root leaves no trace
+    plan = build_plan(spec)  # after the data exist: keys hold their fingerprints
+    store = Store(spec.workdir)
     with store.lock():
         _write_records(spec, plan, store)
         todo = [s for s in plan.stages.values() if not store.is_done(s.name)]
@@ -356,6 +357,10 @@ def describe_plan(spec: SweepSpec, plan: Plan | None = None) -> dict[str, Any]:
         row["shared"] += len(stage.users) > 1
     totals = {f: sum(r[f] for r in kinds.values()) for f in ("total", "done", "new", "shared")}
     resources = {k: dataclasses.asdict(r) for k, r in spec.backend.resources.items()}
+    try:
+        schedule = student_schedule(spec, plan)
+    except UserError as e:  # no data yet: the plan is still worth showing
+        schedule = {"teacher_pairs": None, "students": [], "unavailable": str(e)}
     return {
         "sweep": spec.name,
         "workdir": spec.workdir,
@@ -364,6 +369,7 @@ def describe_plan(spec: SweepSpec, plan: Plan | None = None) -> dict[str, Any]:
         "kinds": kinds,
         "totals": totals,
         "resources": resources,
+        "schedule": schedule,
     }
 
 

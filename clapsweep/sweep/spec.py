@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clapsweep.config import (
+    RETRIEVAL_SPLITS,
+    TEACHER_SPLITS,
     FrontendConfig,
     ModelConfig,
     SynthConfig,
@@ -45,12 +47,26 @@ class DataSpec:
         default_factory=lambda: ["esc50", "us8k", "tut17"]
     )
     cache: bool = True  # decoded-audio cache under <workdir>/cache
+    # Teacher-training and retrieval splits per teacher dataset; the datasets not named keep
+    # the paper's (clapsweep.config.TEACHER_SPLITS, RETRIEVAL_SPLITS).
+    splits: dict[str, list[str]] = field(default_factory=dict)
+    retrieval_splits: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
 class CurateSpec:
     top_k: int | None = None  # keep at most this many pairs (None: all above the threshold)
-    chunk: int = bounded(8192, 1, None)  # rows per matrix-product chunk; speed only
+    chunk: int = bounded(8192, 1, None, volatile=True)  # rows per matrix-product chunk
+
+
+@dataclass
+class RuntimeSpec:
+    """How stages run, never what they compute: left out of stage keys."""
+
+    # Intra-op threads of every stage, in the driver and in workers alike: CPU reductions
+    # depend on the thread count, so a fixed number keeps a stage's bytes the same on any
+    # backend and beside any other stage.
+    threads: int = bounded(1, 1, 256)
 
 
 @dataclass
@@ -120,6 +136,7 @@ class SweepSpec:
     curate: CurateSpec = field(default_factory=CurateSpec)
     backend: BackendSpec = field(default_factory=BackendSpec)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
     msclap_checkpoint: str | None = None  # evaluated zero-shot as an eval-only stage
 
     def student_train(self) -> TrainConfig:
@@ -164,6 +181,8 @@ def parse_spec(data: dict, cwd: str | Path | None = None) -> SweepSpec:
     spec.data.root = _absolute(spec.data.root, base)
     if spec.msclap_checkpoint is not None:
         spec.msclap_checkpoint = _absolute(spec.msclap_checkpoint, base)
+    if spec.model.audio_checkpoint is not None:
+        spec.model.audio_checkpoint = _absolute(spec.model.audio_checkpoint, base)
     return spec
 
 
@@ -203,6 +222,26 @@ def _check_data(data: DataSpec) -> None:
             raise ConfigError(f"{where}: expected at least one dataset")
         if len(set(names)) != len(names):
             raise ConfigError(f"{where}: a dataset is listed twice: {names}")
+    for where, splits in (
+        ("data.splits", data.splits),
+        ("data.retrieval_splits", data.retrieval_splits),
+    ):
+        for name, values in splits.items():
+            if name not in TEACHER_DATASETS:
+                raise ConfigError(
+                    f"{where}.{name}: not a teacher dataset; expected one of: "
+                    + ", ".join(TEACHER_DATASETS)
+                )
+            if not values and where == "data.splits":
+                raise ConfigError(f"{where}.{name}: expected at least one split")
+    for name in data.teacher:
+        train = set(data.splits.get(name, TEACHER_SPLITS.get(name, [])))
+        held = set(data.retrieval_splits.get(name, RETRIEVAL_SPLITS.get(name, [])))
+        if train & held:
+            raise ConfigError(
+                f"data.splits.{name}: {sorted(train & held)[0]} is also a retrieval split; a "
+                "split that trains the teacher cannot measure retrieval"
+            )
 
 
 def _check_grid(grid: GridSpec, tasks: list[str]) -> None:

@@ -370,9 +370,9 @@ class ImprovementSet:
         check_no_task_audio(self.clips)
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
+        for stale in directory.parent.glob(f".{directory.name}.tmp-*"):
+            shutil.rmtree(stale)  # an earlier, killed attempt's
         tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
         tmp.mkdir()
         np.savez_compressed(
             tmp / "pairs.npz", caption_idx=self.caption_idx, clip_idx=self.clip_idx, sims=self.sims

@@ -84,6 +84,7 @@ class Store:
     def commit(self, name: str, meta: dict[str, Any]) -> Path:
         """Write meta.json into the .partial folder and rename it into place atomically."""
         work, final = self.partial(name), self.final(name)
+        _remove_temporaries(work)
         write_json(work / META, meta)
         if final.exists():
             # Only a hand-made or damaged folder can be here (a finished one is never rerun).
@@ -195,6 +196,16 @@ def write_json(path: Path, data: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """Half-written files of killed attempts (every atomic write here goes through a name
+    with `.tmp`) never enter a finished stage."""
+    for path in list(folder.rglob("*.tmp*")):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
 
 
 def _fsync_dir(path: Path) -> None:

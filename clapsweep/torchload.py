@@ -7,9 +7,9 @@ one-off command that converts it, in an environment the user trusts, to a plain 
 from __future__ import annotations
 
 import json
-import pickle
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import torch
@@ -53,8 +53,8 @@ def load_trusted_weights(
         return torch.load(path, map_location=map_location, weights_only=True)
     except PermissionError as e:
         raise CheckpointError(f"{path}: {what} cannot be read: {e.strerror}") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        if _WEIGHTS_ONLY in str(e) and (_GLOBAL.search(str(e)) or _looks_like_torch(path)):
+    except Exception as e:  # a damaged file can fail anywhere in the unpickler or zip reader
+        if _needs_pickle_objects(path, str(e)):
             raise CheckpointError(_needs_pickle(path, what, str(e))) from None
         empty = "; the file is empty" if path.stat().st_size == 0 else ""
         raise CheckpointError(
@@ -62,10 +62,32 @@ def load_trusted_weights(
         ) from None
 
 
-def _looks_like_torch(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(len(_LEGACY_MAGIC))
-    return head.startswith(_ZIP_MAGIC) or head == _LEGACY_MAGIC
+def _needs_pickle_objects(path: Path, error: str) -> bool:
+    """Whether a weights-only refusal comes from a whole PyTorch file whose pickle holds other
+    objects, rather than from garbage or a file cut short (whose bytes can read as opcodes or
+    as a clipped global name such as `torch._utils._re`)."""
+    if _WEIGHTS_ONLY not in error:
+        return False
+    found = _GLOBAL.search(error)
+    if found is None:
+        with open(path, "rb") as f:
+            head = f.read(len(_LEGACY_MAGIC))
+        return head.startswith(_ZIP_MAGIC) or head == _LEGACY_MAGIC
+    return _plausible_global(found.group(1))
+
+
+def _plausible_global(name: str) -> bool:
+    """False for a global name that a cut or damaged file produced: an empty part, a torch
+    name that does not resolve, or a missing attribute of a module already loaded. Nothing is
+    imported (a name read from the file must not run code); a module that is not loaded here
+    (a training script's `models.Cnn14`) is given the benefit of the doubt."""
+    module, _, attr = name.rpartition(".")
+    if not module or not attr:
+        return False
+    loaded = sys.modules.get(module)
+    if loaded is None:
+        return not name.startswith("torch.")
+    return module == "__main__" or hasattr(loaded, attr)
 
 
 def _needs_pickle(path: Path, what: str, error: str) -> str:

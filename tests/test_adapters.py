@@ -288,6 +288,68 @@ def test_fsd50k_description_else_title(root):
     assert m["fsd50k/37199"].path.endswith("/FSD50K.eval_audio/37199.wav")
 
 
+# Freesound descriptions (and titles) are HTML as typed on freesound.org:
+# (description, title, expected caption).
+FSD_HTML = {
+    "1": (
+        'Recorded with <a href="http://www.zoom.co.jp/h4n" rel="nofollow">Zoom H4n</a> at night.',
+        "zoom.wav",
+        "Recorded with Zoom H4n at night.",
+    ),
+    "2": (
+        "<p><b>Loud</b> door <i>slam</i>.</p><p>Second take<br />with reverb<br>and hiss</p>",
+        "door.wav",
+        "Loud door slam. Second take with reverb and hiss",
+    ),
+    "3": (
+        "Tom &amp; Jerry &quot;live&quot;, it&#39;s&nbsp;raining",
+        "tom.wav",
+        'Tom & Jerry "live", it\'s raining',
+    ),
+    "4": (
+        "Rain on a tin roof. https://example.com/rain?id=1 Recorded by me\nwww.foo.org",
+        "rain.wav",
+        "Rain on a tin roof. Recorded by me",
+    ),
+    "5": ("Thunder (http://example.com/thunder), far away", "thunder.wav", "Thunder, far away"),
+    "6": ("&lt;b&gt; is not a tag, 5 < 6", "lt.wav", "<b> is not a tag, 5 < 6"),
+    "7": (
+        '<a href="http://example.com/x">http://example.com/x</a>',
+        "Bird &amp; <b>song</b>.wav",
+        "Bird & song.wav",
+    ),
+    "8": ('<a href="https://example.com/y"></a>', "Creaky  door", "Creaky door"),
+    "9": ("<p> &nbsp; </p><br />", "<i>wind</i> http://example.com", "wind"),
+}
+
+
+@pytest.fixture(scope="module")
+def fsd_html_root(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("fsd_html") / "fsd50k"
+    rows = "".join(f"{fname},Sound,/m/x,train\n" for fname in FSD_HTML)
+    write_text(d / "FSD50K.ground_truth" / "dev.csv", "fname,labels,mids,split\n" + rows)
+    info = {
+        f: {"title": t, "description": desc, "tags": []} for f, (desc, t, _) in FSD_HTML.items()
+    }
+    write_text(d / "FSD50K.metadata" / "dev_clips_info_FSD50K.json", json.dumps(info))
+    for fname in FSD_HTML:
+        write_audio(d / "FSD50K.dev_audio" / f"{fname}.wav", 0.1)
+    return d.parent
+
+
+@pytest.mark.parametrize("fname", list(FSD_HTML))
+def test_fsd50k_caption_strips_html(fsd_html_root, fname):
+    m = by_id(load_dataset("fsd50k", fsd_html_root))
+    assert m[f"fsd50k/{fname}"].captions == [FSD_HTML[fname][2]]
+
+
+def test_fsd50k_caption_link_only_description_falls_back_to_title(fsd_html_root):
+    m = by_id(load_dataset("fsd50k", fsd_html_root))
+    assert m["fsd50k/7"].captions == ["Bird & song.wav"]
+    assert "http" not in " ".join(c for r in m.values() for c in r.captions)
+    assert "<a" not in " ".join(c for r in m.values() for c in r.captions)
+
+
 def test_clotho_five_captions_and_folder_names(root):
     m = by_id(load_dataset("clotho", root))
     assert sorted(m) == ["clotho/Distorted AM Radio noise", "clotho/rain"]

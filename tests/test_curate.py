@@ -342,3 +342,16 @@ def test_empty_set_round_trips(tmp_path):
 def test_load_missing_folder_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match=r"pairs\.npz: missing"):
         ImprovementSet.load(tmp_path / "nothing")
+
+
+def test_build_du_honours_top_k():
+    """top_k reaches the search through build_du itself (not only threshold_pairs)."""
+    g = torch.Generator().manual_seed(0)
+    captions = torch.randn(20, 8, generator=g)
+    wild = captions[:5] + 0.01 * torch.randn(5, 8, generator=g)
+    caps = [f"c{i}" for i in range(20)]
+    clips = [f"audioset/w{i}" for i in range(5)]
+    full = build_du(captions, wild, -1.0, caps, clips)
+    capped = build_du(captions, wild, -1.0, caps, clips, top_k=1)
+    assert len(full.caption_idx) == 100 and len(capped.caption_idx) == 5
+    assert sorted(capped.caption_idx.tolist()) == list(range(5))  # each clip's own caption

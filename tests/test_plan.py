@@ -1,6 +1,7 @@
 """Planning: the grid expands into a DAG in which identical stages are merged."""
 
 import copy
+import dataclasses
 import hashlib
 from collections import Counter
 
@@ -248,3 +249,72 @@ def test_row_fractions_limit_where_a_row_runs():
     data["grid"]["rows"][0]["fractions"] = [0.5]
     with pytest.raises(ConfigError, match=r"grid.rows\[0\].fractions\[0\]: 0.5 is not in"):
         plan_of(data)
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+def _student_keys(data: dict) -> set[str]:
+    return {s.key for s in plan_of(data).stages.values() if s.kind == "student"}
+
+
+def _perturbed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value / 2 if value else 0.25
+    return {"adam": "adamw", "constant": "cosine", "auto": "fp32", "paper": "normalized",
+            "teacher": "improvement"}[value]  # fmt: skip
+
+
+def test_every_result_field_of_the_train_schema_is_in_the_student_key():
+    """Derived from TrainConfig itself: a field that changes results cannot be left out of the
+    key (or put among the volatile ones) without this failing."""
+    from clapsweep.config import TrainConfig, volatile_fields
+
+    assert volatile_fields(TrainConfig) == {"num_workers", "log_every"}  # speed only
+    base = _student_keys(TABLE2)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("seed", "beta", "replay", "soft_target"):
+            continue  # set per row and seed; covered below
+        data = copy.deepcopy(TABLE2)
+        data["student"][f.name] = _perturbed(getattr(TrainConfig(), f.name))
+        changed = _student_keys(data)
+        if f.name in volatile_fields(TrainConfig):
+            assert changed == base, f.name
+        else:
+            assert not changed & base, f.name
+
+
+@pytest.mark.parametrize(
+    "field,value", [("replay", 0.1), ("beta", 0.2), ("soft_target", "softmax")]
+)
+def test_rows_that_differ_in_one_setting_plan_different_students(field, value):
+    data = copy.deepcopy(TABLE2)
+    du = {"name": "DU", "strategy": "du", "sigma": 0.7, "replay": 0.5}
+    data["grid"]["rows"] = [du, du | {"name": "DU'", field: value}]
+    plan = plan_of(data)
+    students = [s for s in plan.stages.values() if s.kind == "student"]
+    assert len(students) == 6  # 2 rows x 3 seeds, none merged
+    curations = {s.inputs["improvement"] for s in students}
+    assert len(curations) == 3  # the same DU set per seed
+
+
+def test_data_content_is_in_the_keys(tmp_path):
+    """Changing a dataset's files changes the keys of the stages that read it, and only those."""
+    root = tmp_path / "data"
+    for name in ("fsd50k", "clotho", "audiocaps", "macs", "audioset", "esc50", "us8k", "tut17"):
+        (root / name).mkdir(parents=True)
+        (root / name / "meta.csv").write_text("a,b\n1,2\n")
+    data = copy.deepcopy(TABLE2)
+    data["data"]["root"] = str(root)
+    before = plan_of(data).stages.values()
+    (root / "esc50" / "meta.csv").write_text("a,b\n1,3\n")
+    after = {s.name for s in plan_of(data).stages.values()}
+    changed = [s for s in before if s.name not in after]
+    # Every embed reads esc50 (its prompts), and so does everything downstream of it; the
+    # teachers and their own evaluations on us8k or tut17 alone do not.
+    assert {s.kind for s in changed} >= {"embed", "curate", "student", "eval"}
+    assert not any(s.kind == "teacher" for s in changed)

@@ -187,7 +187,7 @@ def test_batch_loss_uses_the_batch_sources_teacher_embeddings(pairs):
         # Hand-made, clearly asymmetric logits stand in for the student's forward pass, so
         # the audio-row and text-column targets cannot be exchanged unnoticed.
         logits = torch.randn(n, n, generator=torch.Generator().manual_seed(n))
-        got = _batch_loss(model, lambda *_: logits, None, batch, data, cfg,
+        got = _batch_loss(model, lambda *_, x=logits: x, None, batch, data, cfg,
                           torch.device("cpu"), contextlib.nullcontext())  # fmt: skip
         own = data.main_teacher if name == "main" else data.replay_teacher
         other = data.replay_teacher if name == "main" else data.main_teacher

@@ -76,6 +76,11 @@ class ModelConfig:
     # A PANNs Cnn14 checkpoint (`Cnn14*.pth`) the teacher's CNN14 starts from (MS-CLAP's
     # setup, which the paper follows). Stage keys use the file's content hash, not its path.
     audio_checkpoint: str | None = None
+    # What to do when the checkpoint's stored front-end (PANNs keep their mel filterbank and
+    # STFT kernels) differs from `frontend`: `match` refuses it, naming the settings it was
+    # built for; `own` takes the network weights and keeps this config's front-end (what
+    # MS-CLAP's 44.1 kHz CNN14 does with PANNs' 32 kHz AudioSet weights).
+    audio_checkpoint_frontend: Literal["match", "own"] = "match"
 
 
 @dataclass

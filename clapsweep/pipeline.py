@@ -168,15 +168,26 @@ def _train(config: dict, model: CLAP, data: TrainData, out: Path, report, known=
     )  # fmt: skip
 
 
+def teacher_model(config: dict) -> CLAP:
+    """The teacher before training: `init` weights, else the towers with the audio encoder
+    from model.audio_checkpoint when given (MS-CLAP's setup: CNN14 from PANNs AudioSet) and
+    the text tower from model.text."""
+    if config.get("init"):
+        return _model(config, Path(config["init"]))
+    model = _model(config)
+    frontend, model_cfg = _configs(config)
+    if model_cfg.audio_checkpoint:
+        from clapsweep.models.interop import load_panns_cnn14
+
+        check = frontend if model_cfg.audio_checkpoint_frontend == "match" else None
+        load_panns_cnn14(model.audio_encoder.base, model_cfg.audio_checkpoint, check)
+    return model
+
+
 def stage_teacher(config: dict, inputs: dict, out: Path, report=None) -> dict:
     seed = from_dict(TrainConfig, config.get("train"), "train").seed
     pairs = training_pairs(config["data"], seed)
-    model = _model(config, Path(config["init"]) if config.get("init") else None)
-    checkpoint = config["model"].get("audio_checkpoint")
-    if checkpoint and not config.get("init"):  # MS-CLAP's setup: CNN14 from PANNs AudioSet
-        from clapsweep.models.interop import load_panns_cnn14
-
-        load_panns_cnn14(model.audio_encoder.base, checkpoint, _configs(config)[0])
+    model = teacher_model(config)
     result = _train(config, model, TrainData(main=pairs), out, report)
     return {**result, "pairs": len(pairs), "checkpoints": config.get("checkpoints", {})}
 

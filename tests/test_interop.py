@@ -12,6 +12,7 @@ front-end.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pickle
 import shlex
 
@@ -523,3 +524,37 @@ def test_msclap_needs_cnn14(tiny_bert, tmp_path):
     clap = CLAP(cfg, FrontendConfig(), pretrained_text=False)
     with pytest.raises(CheckpointError, match="model.audio: cnn14"):
         load_msclap(clap, tmp_path / "CLAP_weights_2022.pth")
+
+
+# ----------------------------------------------------------------------------- the teacher
+
+
+def _teacher_config(path: str, frontend_policy: str = "match", **frontend) -> dict:
+    model = ModelConfig(text="minilm", text_pooling="mean", dim=32, audio_checkpoint=path)
+    model.audio_checkpoint_frontend = frontend_policy
+    front = dataclasses.asdict(FrontendConfig(**frontend))
+    return {"model": dataclasses.asdict(model), "frontend": front, "runtime": {"key": "t"}}
+
+
+def test_teacher_starts_from_the_panns_checkpoint(panns):
+    """model.audio_checkpoint initialises the teacher's CNN14 through the strict loader."""
+    from clapsweep.pipeline import teacher_model
+
+    state, path = panns
+    model = teacher_model(_teacher_config(path))
+    own = model.audio_encoder.base.state_dict()
+    for key in ("conv_block1.conv1.weight", "fc1.weight", "bn0.running_mean"):
+        assert torch.equal(own[key], state[key]), key
+
+
+def test_teacher_refuses_or_adapts_a_32k_checkpoint(tmp_path):
+    """Under the paper's 44.1 kHz front-end a 32 kHz PANNs checkpoint is refused by default;
+    `audio_checkpoint_frontend: own` takes its network weights and keeps our front-end."""
+    from clapsweep.pipeline import teacher_model
+
+    state = random_state(panns_cnn14_keys()) | panns_frontend(sample_rate=32000)
+    path = save(state, tmp_path / "Cnn14_32k.pth")
+    with pytest.raises(CheckpointError, match="sample_rate 32000"):
+        teacher_model(_teacher_config(path))
+    model = teacher_model(_teacher_config(path, "own"))
+    assert torch.equal(model.audio_encoder.base.state_dict()["fc1.weight"], state["fc1.weight"])

@@ -79,3 +79,33 @@ def test_report_tables_and_cli_exit_codes(smoke, tmp_path, capsys):
     bad.write_text(bad.read_text().replace("sigma: 0.1", "sigma: 1.5", 1))
     assert main(["run", str(bad)]) == 2
     assert "sigma" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dry_run_shows_pair_counts_and_equal_student_steps(smoke, capsys):
+    spec_path, spec, _ = smoke
+    assert main(["run", str(spec_path), "--dry-run", "--json"]) == 0
+    schedule = json.loads(capsys.readouterr().out)["schedule"]
+    counts = schedule["teacher_pairs"]
+    assert set(counts) == {"clotho", "audiocaps", "fsd50k", "macs"} and all(counts.values())
+    steps = {s["fraction"]: set() for s in schedule["students"]}
+    for s in schedule["students"]:
+        steps[s["fraction"]].add(s["steps"])
+    assert all(len(v) == 1 and None not in v for v in steps.values())  # the same per fraction
+    assert steps[1.0] != steps[0.5]  # a smaller teacher set, a shorter epoch
+
+
+@pytest.mark.slow
+def test_missing_checkpoint_stops_dry_run_and_run(smoke, tmp_path, capsys):
+    spec_path, _, _ = smoke
+    bad = tmp_path / "ckpt.yaml"
+    text = spec_path.read_text().replace(
+        "  audio: small_cnn\n", "  audio: small_cnn\n  audio_checkpoint: /no/cnn14.pth\n"
+    )
+    bad.write_text(
+        text.replace(f"workdir: {spec_path.parent / 'work'}", f"workdir: {tmp_path / 'w'}")
+    )
+    for args in (["--dry-run"], []):
+        assert main(["run", str(bad), *args]) == 2
+        assert "model.audio_checkpoint: /no/cnn14.pth not found" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()

@@ -203,13 +203,15 @@ def _print_schedule(schedule: dict[str, Any]) -> None:
     counts = schedule["teacher_pairs"]
     shown = ", ".join(f"{n} {c}" for n, c in counts.items())
     print(f"teacher pairs: {sum(counts.values())} ({shown})")
-    rows = [
-        [s["row"], str(s["seed"]), f"{s['fraction']:g}", ",".join(s["tasks"]),
-         "after curation" if s["steps"] is None else str(s["steps"])]
-        for s in schedule["students"]
-    ]  # fmt: skip
+    groups: dict[tuple, list] = {}
+    for st in schedule["students"]:
+        groups.setdefault((st["row"], st["fraction"]), []).append(st)
+    rows = []
+    for (row, fraction), group in groups.items():
+        steps = sorted({"after curation" if g["steps"] is None else str(g["steps"]) for g in group})
+        rows.append([row, f"{fraction:g}", str(len(group)), " / ".join(steps)])
     if rows:
-        _table("planned student steps", ["row", "seed", "fraction", "tasks", "steps"], rows)
+        _table("planned steps per student", ["row", "fraction", "students", "steps"], rows)
 
 
 def _print_summary(s: dict[str, Any]) -> None:

@@ -8,15 +8,19 @@ Layout under a sweep's workdir:
     logs/<kind>-<key>.log           one line per attempt, and the traceback of a failure
     .lock                           held (fcntl.flock) by the one driver working on the sweep
 
-A stage is finished when its final folder holds meta.json. meta.json is written inside the
-.partial folder, which is then renamed to the final name: a reader sees either nothing or the
-whole artifact, whenever the writer is killed.
+A stage is finished when its final folder holds a meta.json that parses, every output file
+it lists is there with its recorded size, and the outputs of its inputs are still the ones it
+was computed from (meta.json records each input's output digest): a damaged or stale stage is
+not done, so the next run recomputes it. meta.json is written inside the .partial folder,
+which is then renamed to the final name: a reader sees either nothing or the whole artifact,
+whenever the writer is killed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -56,17 +60,38 @@ class Store:
         return self.logs / f"{name}.log"
 
     def is_done(self, name: str) -> bool:
-        return (self.final(name) / META).is_file()
+        return self.problem(name) is None
+
+    def problem(self, name: str) -> str | None:
+        """Why a stage is not finished and intact ("not run", a damaged file, stale inputs),
+        or None when it is."""
+        path = self.final(name) / META
+        if not path.is_file():
+            return "not run"
+        meta = _read_json(path)
+        if not isinstance(meta, dict):
+            return f"{path} is damaged (not JSON)"
+        for rel, info in (meta.get("files") or {}).items():
+            f = self.final(name) / rel
+            if not f.is_file():
+                return f"{f} is missing"
+            if f.stat().st_size != info["size"]:
+                return f"{f} has {f.stat().st_size} bytes, {info['size']} when it was written"
+        for role, digest in (meta.get("input_outputs") or {}).items():
+            upstream = self.meta(meta["inputs"][role])
+            if upstream is None or upstream.get("outputs") != digest:
+                return f"stale: its input {meta['inputs'][role]} changed since it ran"
+        return None
 
     def meta(self, name: str) -> dict[str, Any] | None:
-        """meta.json of a finished stage, or None."""
-        path = self.final(name) / META
-        return json.loads(path.read_text()) if path.is_file() else None
+        """meta.json of a finished stage, or None (also when it is damaged)."""
+        meta = _read_json(self.final(name) / META)
+        return meta if isinstance(meta, dict) else None
 
     def failure(self, name: str) -> dict[str, Any] | None:
         """The failure record of the last attempt, or None."""
-        path = self.failed_path(name)
-        return json.loads(path.read_text()) if path.is_file() else None
+        record = _read_json(self.failed_path(name))
+        return record if isinstance(record, dict) else None
 
     def has_partial(self, name: str) -> bool:
         return self.partial(name).is_dir()
@@ -82,17 +107,32 @@ class Store:
         return work
 
     def commit(self, name: str, meta: dict[str, Any]) -> Path:
-        """Write meta.json into the .partial folder and rename it into place atomically."""
+        """Write meta.json (with the outputs' sizes and hashes) into the .partial folder and
+        rename it into place atomically. A finished, intact stage is never replaced: the
+        first commit wins and a later duplicate is discarded; a damaged or stale one is."""
         work, final = self.partial(name), self.final(name)
+        if self.is_done(name):
+            shutil.rmtree(work, ignore_errors=True)
+            self._log(name, "already finished by another run: this result is discarded")
+            return final
         _remove_temporaries(work)
+        files = output_files(work)
+        meta = meta | {"files": files, "outputs": files_digest(files)}
         write_json(work / META, meta)
-        if final.exists():
-            # Only a hand-made or damaged folder can be here (a finished one is never rerun).
-            shutil.rmtree(final)
+        aside = None
+        if final.exists():  # damaged or stale: moved aside, removed once the new one is in
+            aside = self.stages / f".{name}.replaced-{os.getpid()}"
+            os.replace(final, aside)
         os.replace(work, final)
         _fsync_dir(self.stages)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
         self._log(name, f"finished in {meta.get('duration_s', 0):.1f} s")
         return final
+
+    def input_outputs(self, inputs: dict[str, str]) -> dict[str, str]:
+        """Per input role, the output digest of the finished stage it names."""
+        return {role: (self.meta(name) or {}).get("outputs", "") for role, name in inputs.items()}
 
     def fail(self, name: str, message: str, traceback_text: str) -> dict[str, Any]:
         """Record a failed attempt: the traceback in the log, a .failed.json marker."""
@@ -155,13 +195,16 @@ def make_meta(
     result: dict[str, Any],
     started: float,
     finished: float,
+    input_outputs: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The record every artifact carries: what it is, what made it, where and when."""
+    """The record every artifact carries: what it is, what made it (and from which outputs
+    of its inputs), where and when. The store adds the outputs' sizes and hashes."""
     return {
         "kind": kind,
         "key": key,
         "config": config,
         "inputs": inputs,
+        "input_outputs": input_outputs or {},
         "result": result,
         "versions": versions(),
         "host": socket.gethostname(),
@@ -196,6 +239,32 @@ def write_json(path: Path, data: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file's content; None when it is absent or damaged (truncated, not UTF-8)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+
+
+def output_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every file of a stage folder but meta.json: relative path -> size and sha256."""
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel != META:
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+            out[rel] = {"size": path.stat().st_size, "sha256": digest}
+    return out
+
+
+def files_digest(files: dict[str, dict[str, Any]]) -> str:
+    """One digest of a stage's outputs (what its users record as their input's identity)."""
+    blob = json.dumps({k: v["sha256"] for k, v in files.items()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _remove_temporaries(folder: Path) -> None:

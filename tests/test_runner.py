@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,8 +158,11 @@ def test_failed_stage_skips_its_dependents_only(tmp_path):
         f["name"] for f in summary["failures"]
     } | {s["name"] for s in summary["skipped"]}
     st = status(spec)
-    assert st["kinds"]["curate"] == dict(total=10, done=8, running=0, failed=2, pending=0)
-    assert st["kinds"]["student"] == dict(total=12, done=8, running=0, failed=0, pending=4)
+    assert st["kinds"]["curate"] == dict(total=10, done=8, running=0, failed=2, pending=0) | {
+        "bytes": st["kinds"]["curate"]["bytes"]
+    }
+    assert st["kinds"]["student"]["pending"] == 4 and st["kinds"]["student"]["done"] == 8
+    assert st["kinds"]["curate"]["bytes"] > 0  # the finished stages' files
     assert st["totals"]["done"] == TOTAL - 10 and len(st["failures"]) == 2
     assert not st["locked"]
 
@@ -308,11 +312,13 @@ def test_cli_handlers(tmp_path, capsys):
     args = parser.parse_args(["status", str(spec_path), "--json"])
     assert args.handler(args) == 0
     st = json.loads(capsys.readouterr().out)
-    assert st["totals"] == {"total": TOTAL, "done": TOTAL, "running": 0, "failed": 0, "pending": 0}
+    assert st["totals"] | {"bytes": 0} == {
+        "total": TOTAL, "done": TOTAL, "running": 0, "failed": 0, "pending": 0, "bytes": 0
+    }  # fmt: skip
     args = parser.parse_args(["status", str(spec_path)])
     assert args.handler(args) == 0
     last = capsys.readouterr().out.splitlines()[-1]
-    assert last.split() == ["all", str(TOTAL), str(TOTAL), "0", "0", "0"]
+    assert last.split()[:6] == ["all", str(TOTAL), str(TOTAL), "0", "0", "0"]
 
 
 def test_worker_processes_give_the_same_results(tmp_path):
@@ -329,3 +335,68 @@ def test_worker_processes_give_the_same_results(tmp_path):
     assert len(calls.read_text().splitlines()) == TOTAL
     kinds = Counter(e["event"] for e in events)
     assert (kinds["start"], kinds["done"]) == (TOTAL, TOTAL)
+
+
+def test_status_shows_the_stored_plan_and_says_how_the_spec_differs(tmp_path, monkeypatch):
+    """A shell without the variable the run had: status still shows the sweep that ran (not
+    a different, all-pending one) and names what resolves differently."""
+    path = write_spec(tmp_path)
+    root = load_spec(path).data.root
+    text = path.read_text().replace(root, "${MY_DATA:-/nowhere}")
+    path.write_text(text)
+    monkeypatch.setenv("MY_DATA", root)
+    spec = load_spec(path)
+    run_sweep(spec, stage_fn=FakeStages())
+    assert status(spec)["drift"] == []
+    monkeypatch.delenv("MY_DATA")
+    st = status(load_spec(path))
+    assert st["totals"]["done"] == TOTAL and st["totals"]["pending"] == 0
+    assert f"data.root: '{root}' -> '/nowhere'" in st["drift"]
+
+
+def test_damaged_or_stale_stages_are_not_served(tmp_path):
+    """A deleted output, a truncated meta.json or an upstream stage whose outputs changed
+    make a stage not done: the next run recomputes exactly those (and what reads them)."""
+    spec = load_spec(write_spec(tmp_path))
+    run_sweep(spec, stage_fn=FakeStages())
+    store = Store(spec.workdir)
+    plan = build_plan(spec)
+    teacher = next(s for s in plan.stages.values() if s.kind == "teacher")
+    curate = next(s for s in plan.stages.values() if s.kind == "curate")
+    (store.final(curate.name) / "out.json").unlink()
+    assert "out.json is missing" in store.problem(curate.name)
+    meta = store.final(teacher.name) / "meta.json"
+    meta.write_text(meta.read_text()[:40])
+    assert "damaged" in store.problem(teacher.name)
+    calls = tmp_path / "calls.jsonl"
+    summary = run_sweep(spec, stage_fn=FakeStages(calls_file=calls))
+    assert summary["stages_failed"] == 0
+    rerun = {json.loads(line)["name"] for line in calls.read_text().splitlines()}
+    assert teacher.name in rerun and curate.name in rerun
+    # The same outputs again: the teacher's users were not stale, so they stayed cached.
+    assert all(store.is_done(s) for s in plan.stages)
+    assert len(rerun) == 2
+
+
+def test_users_of_a_changed_upstream_output_are_recomputed(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    run_sweep(spec, stage_fn=FakeStages())
+    store = Store(spec.workdir)
+    plan = build_plan(spec)
+    teacher = next(s for s in plan.stages.values() if s.kind == "teacher")
+    embed = next(s for s in plan.stages.values() if s.inputs.get("teacher") == teacher.name)
+    shutil.rmtree(store.final(teacher.name))
+
+    class Different(FakeStages):  # the recomputed teacher writes other bytes
+        def __call__(self, kind, config, inputs, out, report=None):
+            result = super().__call__(kind, config, inputs, out, report)
+            if kind == "teacher":
+                (out / "extra.bin").write_bytes(b"new")
+            return result
+
+    assert "stale" in store.problem(embed.name)  # its input is gone
+    calls = tmp_path / "calls.jsonl"
+    run_sweep(spec, stage_fn=Different(calls_file=calls))
+    rerun = {json.loads(line)["name"] for line in calls.read_text().splitlines()}
+    assert teacher.name in rerun and embed.name in rerun
+    assert all(store.is_done(s) for s in plan.stages)

@@ -83,16 +83,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
         return 0
+    for line in info["drift"]:
+        print(f"warning: the spec now resolves differently from the stored plan: {line}",
+              file=sys.stderr)  # fmt: skip
     fields = ["total", "done", "running", "failed", "pending"]
-    rows = [[kind] + [str(c[f]) for f in fields] for kind, c in info["kinds"].items()]
-    rows.append(["all"] + [str(info["totals"][f]) for f in fields])
+    rows = [
+        [kind] + [str(c[f]) for f in fields] + [_size(c["bytes"])]
+        for kind, c in [*info["kinds"].items(), ("all", info["totals"])]
+    ]
     state = "a run holds the lock" if info["locked"] else "no run is active"
-    _table(f"{info['sweep']} ({info['workdir']}; {state})", ["stage"] + fields, rows)
+    _table(f"{info['sweep']} ({info['workdir']}; {state})", ["stage", *fields, "disk"], rows)
     if info["slurm_jobs"]:
         jobs = [[j["stage"], j["job_id"], j["state"], j["log"]] for j in info["slurm_jobs"]]
         _table("SLURM jobs not finished", ["stage", "job", "state", "log"], jobs)
     _print_failures(info["failures"])
     return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
 
 
 def _slurm_jobs(spec: SweepSpec) -> list[dict[str, Any]]:

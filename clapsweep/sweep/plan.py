@@ -100,6 +100,23 @@ class Plan:
         }
 
 
+def load_plan(workdir: str | Path) -> Plan | None:
+    """The plan a run stored in its workdir (plan.json), or None when there is none."""
+    path = Path(workdir) / "plan.json"
+    try:
+        data = json.loads(path.read_text())
+        stages = [
+            PlannedStage(**{k: v for k, v in s.items() if k != "name"}) for s in data["stages"]
+        ]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(
+            f"{path}: damaged ({type(e).__name__}); `clapsweep run` writes it anew"
+        ) from None
+    return Plan(sweep=data.get("sweep", ""), stages={s.name: s for s in stages})
+
+
 def stage_key(kind: str, config: dict[str, Any], inputs: dict[str, str]) -> str:
     """sha256 of kind, the result-affecting config, the inputs and SCHEMA_VERSION (16 hex)."""
     payload = {

@@ -27,7 +27,7 @@ import yaml
 from clapsweep.errors import UserError
 from clapsweep.store import Store, make_meta, write_json
 from clapsweep.sweep.local import Backend, LocalBackend, Report
-from clapsweep.sweep.plan import Plan, PlannedStage, build_plan, student_schedule
+from clapsweep.sweep.plan import Plan, PlannedStage, build_plan, load_plan, student_schedule
 from clapsweep.sweep.spec import STAGE_KINDS, SweepSpec
 
 StageFn = Callable[..., dict[str, Any]]
@@ -147,15 +147,17 @@ class StageExecutor:
             inputs = {role: store.final(name) for role, name in stage.inputs.items()}
             for role, name in stage.inputs.items():
                 if not store.is_done(name):
-                    raise UserError(f"input {role} ({name}) is not finished")
+                    raise UserError(f"input {role} ({name}): {store.problem(name)}")
+            upstream = store.input_outputs(stage.inputs)
             config = json.loads(json.dumps(stage.config))  # the stage gets its own copy
             # The key names the stage's random streams (runtime is outside the key).
             config["runtime"] = {**config.get("runtime", {}), "key": stage.key}
             result = self.stage_fn(stage.kind, config, inputs, work, progress)
             result = json.loads(json.dumps(result if result is not None else {}))
             meta = make_meta(
-                stage.kind, stage.key, stage.config, stage.inputs, result, started, time.time()
-            )
+                stage.kind, stage.key, stage.config, stage.inputs, result, started, time.time(),
+                upstream,
+            )  # fmt: skip
             store.commit(stage.name, meta)
         except Exception as e:
             message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
@@ -373,17 +375,62 @@ def describe_plan(spec: SweepSpec, plan: Plan | None = None) -> dict[str, Any]:
     }
 
 
-def status(spec: SweepSpec) -> dict[str, Any]:
-    """Per stage kind: done / running / failed / pending, and the failures."""
+def spec_drift(spec: SweepSpec) -> list[str]:
+    """How the spec as it resolves now differs from the one the last run stored (spec.yaml):
+    'data.root: /datasets -> /home/me/data/real', one line per changed value."""
+    path = Path(spec.workdir) / "spec.yaml"
+    try:
+        stored = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return []
+    now = json.loads(json.dumps(dataclasses.asdict(spec)))
+    return [f"{k}: {a!r} -> {b!r}" for k, a, b in _differences(stored, now, "")]
+
+
+def _differences(a: Any, b: Any, where: str):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            yield from _differences(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))
+    elif a != b:
+        yield where, a, b
+
+
+def sweep_plan(spec: SweepSpec) -> tuple[Plan, list[str]]:
+    """The sweep's plan and what differs: the stored plan.json when a run wrote one (the
+    sweep as it ran), else the spec's; the list says how the spec now resolves differently
+    (an unset variable, a changed root or data), empty when it agrees."""
+    stored = load_plan(spec.workdir)
     plan = build_plan(spec)
+    if stored is None or set(stored.stages) == set(plan.stages):
+        return plan, []
+    drift = spec_drift(spec) or ["the data or checkpoint files changed (their fingerprints)"]
+    new = len(set(plan.stages) - set(stored.stages))
+    return stored, [
+        *drift,
+        f"{new} stage(s) of the spec as it resolves now are not in the stored plan",
+    ]
+
+
+def _disk(store: Store, name: str) -> int:
+    meta = store.meta(name) or {}
+    if meta.get("files"):
+        return sum(f["size"] for f in meta["files"].values())
+    return sum(p.stat().st_size for p in store.final(name).rglob("*") if p.is_file())
+
+
+def status(spec: SweepSpec) -> dict[str, Any]:
+    """Per stage kind: done / running / failed / pending and disk used, and the failures,
+    for the stored plan (see sweep_plan; `drift` says how the spec now differs)."""
+    plan, drift = sweep_plan(spec)
     store = Store(spec.workdir)
     locked = store.is_locked()
     fields = ("total", "done", "running", "failed", "pending")
-    kinds = {k: dict.fromkeys(fields, 0) for k in STAGE_KINDS}
+    kinds = {k: dict.fromkeys(fields, 0) | {"bytes": 0} for k in STAGE_KINDS}
     failures = []
     for stage in plan.stages.values():
         if store.is_done(stage.name):
             state = "done"
+            kinds[stage.kind]["bytes"] += _disk(store, stage.name)
         elif (record := store.failure(stage.name)) is not None:
             state = "failed"
             failures.append({"name": stage.name, "kind": stage.kind, "key": stage.key} | record)
@@ -393,7 +440,7 @@ def status(spec: SweepSpec) -> dict[str, Any]:
             state = "pending"
         kinds[stage.kind]["total"] += 1
         kinds[stage.kind][state] += 1
-    totals = {f: sum(r[f] for r in kinds.values()) for f in fields}
+    totals = {f: sum(r[f] for r in kinds.values()) for f in (*fields, "bytes")}
     return {
         "sweep": spec.name,
         "workdir": spec.workdir,
@@ -401,4 +448,5 @@ def status(spec: SweepSpec) -> dict[str, Any]:
         "kinds": kinds,
         "totals": totals,
         "failures": failures,
+        "drift": drift,
     }

@@ -8,7 +8,7 @@ import sys
 
 from clapsweep import bench_cli
 from clapsweep.errors import UserError
-from clapsweep.sweep import commands
+from clapsweep.sweep import commands, verify
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--tasks", nargs="+", help="subset of esc50 us8k tut17")
     ev.set_defaults(handler=_cmd_eval)
     commands.add_commands(sub)
+    verify.add_verify_command(sub)
     bench_cli.add_commands(sub)
     return p
 

@@ -231,7 +231,8 @@ def train(
         result = _train(model, data, cfg, out_dir, cache, clip_samples, report, dev, seed,
                         checkpoint_every, text_features, keep_text_features)  # fmt: skip
     _save_weights(model, cfg, out_dir / WEIGHTS)
-    _write_json_atomic(out_dir / RESULT, result)
+    # Without the wall-clock seconds: the stage's files are a function of its key alone.
+    _write_json_atomic(out_dir / RESULT, {k: v for k, v in result.items() if k != "train_seconds"})
     (out_dir / CHECKPOINT).unlink(missing_ok=True)  # only an unfinished stage needs it
     return result
 

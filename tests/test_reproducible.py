@@ -27,7 +27,7 @@ from clapsweep.sweep.spec import load_spec
 
 SMOKE = Path(__file__).parents[1] / "sweeps" / "smoke.yaml"
 OUTPUTS = (".pt", ".npy", ".npz", ".json")
-TIMINGS = ("meta.json", "train_result.json")  # bookkeeping with wall-clock seconds
+TIMINGS = ("meta.json",)  # the store's bookkeeping, with wall-clock times
 # Where (c) is killed: the first stage folder matching each pattern, once it exists.
 KILL_AT = [
     ("teacher", "teacher-*.partial/checkpoint.pt"),  # after its first epoch, of two
@@ -126,3 +126,20 @@ def test_reports_are_identical(runs, capsys):
     ref = _report(runs["a"], capsys)
     assert _report(runs["b"], capsys) == ref
     assert _report(runs["c"], capsys) == ref
+
+
+def test_verify_recomputes_and_compares(runs, capsys):
+    """`clapsweep verify` recomputes one stage per kind and finds the same bytes; a stored
+    file changed behind the store's back is reported as damaged."""
+    spec = str(runs["a"])
+    assert main(["verify", spec]) == 0
+    out = capsys.readouterr().out
+    assert out.count("match   ") == 5 and "5 of 5 stage(s) match" in out
+    model = next((runs["root"] / "a" / "stages").glob("student-*/model.pt"))
+    blob = bytearray(model.read_bytes())
+    blob[-20] ^= 0xFF
+    model.write_bytes(bytes(blob))
+    name = model.parent.name
+    assert main(["verify", spec, "--stage", name]) == 1
+    assert f"damaged {name}: model.pt changed" in capsys.readouterr().out
+    assert main(["verify", spec, "--stage", "nosuchkey"]) == 2

@@ -238,10 +238,16 @@ def expand_env(value: Any, path: str = "") -> Any:
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping safely, with environment variables expanded."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give the sweep or job YAML file itself")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte {e.start}); is it the YAML file? Save it as UTF-8"
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):

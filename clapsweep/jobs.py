@@ -7,6 +7,7 @@ A job folder holds `config.json` (the resolved job), the trainer's `checkpoint.p
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,8 +57,12 @@ def train_job(path: str | Path, report: Callable[[dict], None] | None = None) ->
 
 
 def eval_job(checkpoint: str | Path, tasks: list[str] | None = None) -> dict:
-    """Evaluate a job folder (or its model.pt) with the config saved beside it."""
+    """Evaluate a job folder (or its model.pt) with the config saved beside it, or a sweep's
+    finished teacher or student stage (its meta.json config); a stage folder is never
+    written to: its metrics go to a scratch folder and are printed."""
     folder = Path(checkpoint)
+    if not folder.exists():
+        raise UserError(f"--checkpoint: {folder} does not exist; pass a job or stage folder")
     folder = folder if folder.is_dir() else folder.parent
     cfg = _job_config(folder)
     if tasks:
@@ -65,6 +70,9 @@ def eval_job(checkpoint: str | Path, tasks: list[str] | None = None) -> dict:
         if bad:
             raise UserError(f"--tasks: unknown task {bad[0]}; expected esc50, us8k or tut17")
         cfg["data"]["tasks"] = tasks
+    if not (folder / "config.json").is_file():  # a store stage: read-only
+        with tempfile.TemporaryDirectory(prefix="clapsweep-eval-") as out:
+            return pipeline.run_stage("eval", cfg, {"model": folder}, Path(out))
     _use_cache(cfg, folder)
     return pipeline.run_stage("eval", cfg, {"model": folder}, folder)
 
@@ -76,10 +84,29 @@ def _use_cache(cfg: dict, folder: Path) -> None:
 
 
 def _job_config(folder: Path) -> dict:
+    """The config of a `clapsweep train` folder (config.json) or of a sweep's stage folder
+    (meta.json's config)."""
     path = folder / "config.json"
+    if not path.is_file() and (folder / "meta.json").is_file():
+        path = folder / "meta.json"
     if not path.is_file():
-        raise UserError(f"{path}: not found; pass a folder written by `clapsweep train`")
-    return json.loads(path.read_text())
+        raise UserError(
+            f"{path}: not found; pass a folder written by `clapsweep train` or a sweep stage"
+        )
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{path}: damaged (not JSON); rerun the job that wrote it") from None
+    if path.name == "meta.json" and isinstance(cfg, dict):
+        cfg = cfg.get("config")
+    missing = [
+        k for k in ("data", "frontend", "model") if not isinstance(cfg, dict) or k not in cfg
+    ]
+    if missing:
+        raise UserError(
+            f"{path}: has no {missing[0]!r} section; pass a folder written by `clapsweep train`"
+        )
+    return cfg
 
 
 def embed_job(teacher: str | Path, out: str | Path, report=None) -> dict:

@@ -55,3 +55,14 @@ def test_load_names_the_file(tmp_path):
         load(TrainConfig, p)
     with pytest.raises(ConfigError, match="config file not found"):
         load(TrainConfig, tmp_path / "missing.yaml")
+
+
+def test_unreadable_config_messages(tmp_path, capsys):
+    from clapsweep.cli import main
+
+    wav = tmp_path / "clip.yaml"
+    wav.write_bytes(b"\xff\xfe\x00garbage")
+    main(["run", str(wav)])
+    assert "clip.yaml: not a UTF-8 text file" in capsys.readouterr().err
+    main(["run", str(tmp_path)])
+    assert "is a folder; give the sweep or job YAML file itself" in capsys.readouterr().err

@@ -109,3 +109,13 @@ def test_missing_checkpoint_stops_dry_run_and_run(smoke, tmp_path, capsys):
         assert main(["run", str(bad), *args]) == 2
         assert "model.audio_checkpoint: /no/cnn14.pth not found" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow
+def test_eval_accepts_a_stage_folder_and_leaves_it_alone(smoke, capsys):
+    _, spec, _ = smoke
+    stage = next(Path(spec.workdir, "stages").glob("student-*"))
+    before = {p.name: p.stat().st_size for p in stage.iterdir()}
+    assert main(["eval", "--checkpoint", str(stage), "--tasks", "esc50"]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["esc50"]["accuracy"] <= 1.0
+    assert {p.name: p.stat().st_size for p in stage.iterdir()} == before

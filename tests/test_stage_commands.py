@@ -63,7 +63,10 @@ def test_user_errors_exit_2_with_one_message(tmp_path, capsys):
     assert main(["train", "--config", job]) == 2
     assert "student.teacher: " in capsys.readouterr().err and not (tmp_path / "s").exists()
     assert main(["eval", "--checkpoint", str(tmp_path / "nothing")]) == 2
-    assert "config.json: not found" in capsys.readouterr().err
+    assert f"--checkpoint: {tmp_path / 'nothing'} does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", "--checkpoint", str(tmp_path / "empty")]) == 2
+    assert "empty/config.json: not found" in capsys.readouterr().err
     args = ["curate", "--embed", str(tmp_path), "--out", str(tmp_path / "o")]
     assert main([*args, "--strategy", "ads", "--task", "esc50", "--sigma", "0.5"]) == 2
     assert "--sigma-ds: required by --strategy ads" in capsys.readouterr().err
@@ -78,7 +81,10 @@ def test_user_errors_exit_2_with_one_message(tmp_path, capsys):
     assert "--task: expected esc50, us8k or tut17, got 'dcase'" in capsys.readouterr().err
     job = tmp_path / "job"
     job.mkdir()
-    (job / "config.json").write_text('{"data": {}}')
+    (job / "config.json").write_text("{}")
+    assert main(["eval", "--checkpoint", str(job)]) == 2
+    assert "config.json: has no 'data' section" in capsys.readouterr().err
+    (job / "config.json").write_text('{"data": {}, "frontend": {}, "model": {}}')
     assert main(["eval", "--checkpoint", str(job), "--tasks", "esc50", "dcase"]) == 2
     assert "--tasks: unknown task dcase" in capsys.readouterr().err
     (job / "model.pt").write_bytes(b"not a checkpoint")

@@ -189,7 +189,15 @@ def stage_teacher(config: dict, inputs: dict, out: Path, report=None) -> dict:
     pairs = training_pairs(config["data"], seed)
     model = teacher_model(config)
     result = _train(config, model, TrainData(main=pairs), out, report)
-    return {**result, "pairs": len(pairs), "checkpoints": config.get("checkpoints", {})}
+    data = config["data"]
+    # Files the adapters could not read never became pairs; say how many, per dataset.
+    unreadable = {n: len(manifest(n, data["root"]).skipped) for n in data["teacher"]}
+    return {
+        **result,
+        "pairs": len(pairs),
+        "unreadable_files": unreadable,
+        "checkpoints": config.get("checkpoints", {}),
+    }
 
 
 def _embed_audio_chunked(model, paths, out: Path, name: str, config: dict, report) -> torch.Tensor:

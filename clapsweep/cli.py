@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"clapsweep: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C; SIGTERM / SIGHUP where `run` handles them
         print("clapsweep: interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "exit_code", 130)
     return code or 0

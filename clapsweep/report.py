@@ -9,8 +9,14 @@ Improvement-Set sizes (number of pairs) of the curate stages.
 Rows are keyed by their sweep row name and matched to the paper's rows by that name (spaces
 and case ignored); other rows become extra rows without a paper number. A paper row the sweep
 cannot produce shows the paper's number alone ("paper only"). A cell without results says why
-("failed: ...", "pending", "not run"); values are never filled in, and different settings are
-never averaged together: a cell only pools the seeds of one row at one fraction.
+("failed: ...", "pending", "not run", "damaged: <file> ...", "stale: ..."); values are never
+filled in, and different settings are never averaged together: a cell only pools the seeds of
+one row at one fraction. Every output says what ± is and lists the seeds that contributed.
+
+Read-only: a damaged record never makes a traceback. A damaged spec.yaml or plan.json stops
+the report with one message naming the file (`clapsweep run` rewrites it); a damaged or stale
+stage is a cell without a value that says so, and a note names the file. Only `--wandb` writes
+anything: the tables, to the sweep's one W&B summary run (clapsweep.sweep.tracking).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import yaml
 
 from clapsweep import paper_numbers as paper
 from clapsweep.errors import UserError
-from clapsweep.store import Store
+from clapsweep.store import META, Store
 
 FORMATS = ("text", "md", "latex", "csv", "json")
 BY_FIELDS = ("sigma", "sigma_ds", "beta", "replay", "soft_target")
@@ -146,6 +152,7 @@ class Sweep:
     store: Store
     locked: bool = False
     _state: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    damaged: dict[str, str] = field(default_factory=dict)  # stage -> Store.problem, as met
 
     def state(self, name: str) -> tuple[str, Any]:
         """("done", result) or ("missing", reason); a failed input makes its users fail."""
@@ -154,20 +161,40 @@ class Sweep:
         return self._state[name]
 
     def _find_state(self, name: str) -> tuple[str, Any]:
-        meta = self.store.meta(name)
+        problem = self._problem(name)
+        meta = self.store.meta(name) if problem is None else None
         if meta is not None:
-            return "done", meta.get("result") or {}
+            result = meta.get("result")
+            if result is None or isinstance(result, dict):
+                return "done", result or {}
+            problem = f"{self.store.final(name) / META} is damaged (its result is not a mapping)"
         record = self.store.failure(name)
         if record is not None:
-            first = (record.get("message") or "").strip().splitlines() or ["(no message)"]
-            return "missing", f"failed: {first[0]}"
-        for input_name in self.stages.get(name, {}).get("inputs", {}).values():
+            return "missing", f"failed: {_first_line(record.get('message'), '(no message)')}"
+        if problem is not None and problem != "not run":
+            self.damaged[name] = problem
+            return "missing", self._short(problem)
+        for input_name in (self.stages.get(name, {}).get("inputs") or {}).values():
             state, reason = self.state(input_name)
             if state == "missing" and reason.startswith("failed: "):
                 if " (in " not in reason:
                     reason += f" (in {input_name.split('-')[0]} stage)"
                 return "missing", reason
         return "missing", "pending" if self.locked else "not run"
+
+    def _problem(self, name: str) -> str | None:
+        """Store.problem, also for a meta.json that parses but has the wrong shape."""
+        try:
+            return self.store.problem(name)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return f"{self.store.final(name) / META} is damaged (unexpected content)"
+
+    def _short(self, problem: str) -> str:
+        """A cell's reason: the store's, with paths relative to the work directory."""
+        text = problem.replace(f"{self.workdir}/", "")
+        if text.startswith("stale"):
+            return text
+        return "damaged: " + text.replace(" is damaged", "", 1)
 
     def failures(self) -> list[tuple[str, dict[str, Any]]]:
         out = []
@@ -176,10 +203,6 @@ class Sweep:
             if record is not None and not self.store.is_done(name):
                 out.append((name, record))
         return out
-
-    def tracking_enabled(self) -> bool:
-        wandb = (self.spec.get("tracking") or {}).get("wandb") or {}
-        return bool(wandb.get("enabled", True)) and wandb.get("mode") != "disabled"
 
 
 def check_table(number: int) -> None:
@@ -191,7 +214,11 @@ def check_table(number: int) -> None:
 
 
 def load_sweep(path: str | Path) -> Sweep:
-    """A sweep from its YAML file (its workdir is read) or from its work directory."""
+    """A sweep from its YAML file (its workdir is read) or from its work directory.
+
+    A damaged spec.yaml or plan.json (not UTF-8, not YAML/JSON, truncated, the wrong shape)
+    is a UserError naming the file; `clapsweep run` writes both anew."""
+    from clapsweep.sweep.plan import load_plan
     from clapsweep.sweep.spec import load_spec
 
     path = Path(path)
@@ -199,44 +226,159 @@ def load_sweep(path: str | Path) -> Sweep:
     if path.is_dir():
         workdir = path
     elif path.is_file():
-        spec = load_spec(path)
+        try:
+            spec = load_spec(path)
+        except (OSError, ValueError) as e:  # not UTF-8 (UnicodeDecodeError), unreadable
+            raise UserError(
+                f"--sweep {path}: cannot read the sweep file ({_why(e)}); pass the sweep's "
+                "YAML file (UTF-8 text) or its work directory"
+            ) from None
         workdir = Path(spec.workdir)
         from_yaml = dataclasses.asdict(spec)
     else:
         raise UserError(f"--sweep {path}: no such sweep file or work directory")
+    rerun = f"clapsweep run {path if from_yaml else 'SWEEP.yaml'}"
     spec_file, plan_file = workdir / "spec.yaml", workdir / "plan.json"
     if spec_file.is_file():
-        data = yaml.safe_load(spec_file.read_text()) or {}
+        data = read_spec_record(spec_file, rerun)
     else:
         data = from_yaml or {}
     name = data.get("name") or workdir.name
     if not plan_file.is_file():
         raise UserError(
-            f"sweep {name}: no results in {workdir} (no plan.json); run "
-            f"`clapsweep run {path if from_yaml else 'SWEEP.yaml'}` first"
+            f"sweep {name}: no results in {workdir} (no plan.json); run `{rerun}` first"
         )
-    plan = json.loads(plan_file.read_text())
-    stages = {s["name"]: s for s in plan.get("stages", [])}
-    store = Store(workdir)
-    return Sweep(plan.get("sweep", name), workdir.resolve(), data, stages, store, store.is_locked())
+    try:
+        plan = load_plan(workdir)
+    except UserError:
+        raise UserError(_damaged(plan_file, _json_problem(plan_file), rerun)) from None
+    if plan is None:  # removed since the check above
+        raise UserError(f"sweep {name}: no plan.json in {workdir}; run `{rerun}` first")
+    stages = {s.name: s.to_json() for s in plan.stages.values()}
+    _check_plan(plan_file, stages, rerun)
+    store = Store(workdir.resolve())
+    sweep_name = plan.sweep if isinstance(plan.sweep, str) and plan.sweep else str(name)
+    return Sweep(sweep_name, workdir.resolve(), data, stages, store, store.is_locked())
 
 
-def find_sweep(number: int, root: str | Path = "runs") -> Path:
-    """The work directory under `root` with the newest plan.json whose spec lists the table."""
+def read_spec_record(spec_file: Path, rerun: str = "clapsweep run SWEEP.yaml") -> dict[str, Any]:
+    """spec.yaml as `clapsweep run` wrote it, as plain data; UserError when it is damaged."""
+    try:
+        data = yaml.safe_load(spec_file.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: not UTF-8
+        why = "not valid YAML" if isinstance(e, yaml.YAMLError) else _why(e)
+        raise UserError(_damaged(spec_file, why, rerun)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(_damaged(spec_file, "not a YAML mapping", rerun))
+    for key in ("grid", "data", "tracking", "train", "student"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise UserError(_damaged(spec_file, f"{key} is not a mapping", rerun))
+    rows = (data.get("grid") or {}).get("rows")
+    if rows is not None and not (
+        isinstance(rows, list) and all(isinstance(r, dict) and "name" in r for r in rows)
+    ):
+        raise UserError(_damaged(spec_file, "grid.rows is not a list of named rows", rerun))
+    if data.get("name") is not None and not isinstance(data["name"], str):
+        raise UserError(_damaged(spec_file, "name is not a string", rerun))
+    return data
+
+
+def _json_problem(path: Path) -> str:
+    """Why a JSON record does not load: unreadable, not UTF-8, not JSON, or its content."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        return _why(e)
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    try:
+        json.loads(text)
+    except ValueError:
+        return "not JSON; truncated?" if text.strip() else "empty"
+    return "unexpected content"
+
+
+def _check_plan(plan_file: Path, stages: dict[str, dict[str, Any]], rerun: str) -> None:
+    """The fields the report reads from every planned stage have the types it expects."""
+
+    def user_ok(u: Any) -> bool:
+        return (
+            isinstance(u, dict)
+            and isinstance(u.get("row"), str)
+            and isinstance(u.get("tasks", []), list)
+            and _is_number(u.get("fraction"))
+            and (u.get("seed") is None or isinstance(u.get("seed"), int))
+        )
+
+    for stage in stages.values():
+        config, users = stage.get("config"), stage.get("users")
+        ok = (
+            isinstance(stage.get("kind"), str)
+            and isinstance(config, dict)
+            and isinstance(stage.get("inputs"), dict)
+            and isinstance(users, list)
+            and all(user_ok(u) for u in users)
+        )
+        if ok and stage["kind"] == "curate":
+            ok = "strategy" in config and (config["strategy"] == "du" or "task" in config)
+        if not ok:
+            raise UserError(_damaged(plan_file, f"stage {stage.get('name')} is malformed", rerun))
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _damaged(path: Path, why: str, rerun: str) -> str:
+    return f"{path}: damaged ({why}); run `{rerun}` to write it anew"
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(e, OSError):
+        return e.strerror or type(e).__name__
+    return type(e).__name__
+
+
+def _first_line(text: Any, default: str = "") -> str:
+    lines = str(text or "").strip().splitlines()
+    return lines[0] if lines else default
+
+
+def find_sweep(
+    number: int, root: str | Path = "runs", warn: Callable[[str], None] | None = None
+) -> Path:
+    """The work directory under `root` with the newest plan.json whose spec lists the table.
+    Work directories whose spec.yaml cannot be read are passed over (told to `warn`)."""
     root = Path(root)
     found: list[tuple[float, Path]] = []
+    skipped: list[str] = []
     for plan_file in root.glob("*/plan.json") if root.is_dir() else []:
-        try:
-            data = yaml.safe_load((plan_file.parent / "spec.yaml").read_text()) or {}
-        except (OSError, yaml.YAMLError):
+        spec_file = plan_file.parent / "spec.yaml"
+        if not spec_file.is_file():
             continue
-        if number in (data.get("tables") or []):
-            found.append((plan_file.stat().st_mtime, plan_file.parent))
+        try:
+            data = read_spec_record(spec_file)
+            tables = data.get("tables") or []
+            declared = number in tables if isinstance(tables, list) else False
+            mtime = plan_file.stat().st_mtime
+        except (UserError, OSError) as e:
+            skipped.append(str(e))
+            continue
+        if declared:
+            found.append((mtime, plan_file.parent))
+    for message in skipped:
+        if warn is not None:
+            warn(f"passed over: {message}")
     if not found:
+        also = f" ({len(skipped)} work directories with a damaged spec.yaml passed over)"
         raise UserError(
             f"no sweep under {root}/ declares table {number} (`tables: [{number}]` in its "
-            f"spec) and has been run; pass --sweep SWEEP.yaml or its work directory, or "
-            f"--workdir-root where your sweeps' folders are"
+            f"spec) and has been run{also if skipped else ''}; pass --sweep SWEEP.yaml or its "
+            f"work directory, or --workdir-root where your sweeps' folders are"
         )
     return max(found)[1]
 
@@ -254,16 +396,38 @@ def build_table(sweep: Sweep, number: int, by: str | None = None, folds: bool = 
     else:
         table = _accuracy_table(sweep, number, by, folds)
     synth = (sweep.spec.get("data") or {}).get("synth")
-    if synth:
+    if isinstance(synth, dict) and synth:
         table.synth = synth
         table.notes.append(
             f"data: synthworld (scale {synth.get('scale')}), generated offline; the paper's "
             "numbers come from the real datasets and are shown for orientation only"
         )
     for name, record in sweep.failures():
-        first = (record.get("message") or "").strip().splitlines() or [""]
-        table.notes.append(f"failed stage {name}: {first[0]} (log: {record.get('log')})")
+        first = _first_line(record.get("message"))
+        table.notes.append(f"failed stage {name}: {first} (log: {record.get('log')})")
+    for name, problem in sweep.damaged.items():
+        table.notes.append(
+            f"stage {name} has no usable result: {problem}; `clapsweep run` recomputes it"
+        )
     return table
+
+
+def _has_news(cell: Cell) -> bool:
+    """A value, or a reason worth a table: a failure or a damaged or stale record."""
+    return bool(cell.n) or (cell.missing or "").startswith(("failed", "damaged", "stale"))
+
+
+def _number(value: Any, scale: float = 1.0) -> float | None:
+    """A stored number times `scale`; None for anything else (a damaged or odd record)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value * scale if math.isfinite(value) else None
+
+
+def _task_entry(result: dict, task: str) -> dict:
+    entry = result.get(task)
+    return entry if isinstance(entry, dict) else {}
 
 
 def _fractions(sweep: Sweep, kind: str) -> list[float]:
@@ -386,8 +550,7 @@ def _accuracy_table(sweep: Sweep, number: int, by: str | None, folds: bool) -> T
 
     def extract(task: str) -> Callable[[dict], float | None]:
         def get(result: dict) -> float | None:
-            acc = (result.get(task) or {}).get("accuracy")
-            return None if acc is None else 100.0 * float(acc)
+            return _number(_task_entry(result, task).get("accuracy"), 100.0)
 
         return get
 
@@ -434,9 +597,7 @@ def _accuracy_table(sweep: Sweep, number: int, by: str | None, folds: bool) -> T
         table.folds = _fold_tables(sweep, table, index)
         if not table.folds:
             notes.append("--folds: the finished eval stages hold no per-fold accuracies")
-    if not any(
-        c.n or (c.missing or "").startswith("failed") for r in rows for c in r.cells.values()
-    ):
+    if not any(_has_news(c) for r in rows for c in r.cells.values()):
         _no_results(sweep, number)
     return table
 
@@ -479,8 +640,9 @@ def _fold_tables(
                 continue
             for name in entries.values():
                 state, result = sweep.state(name)
-                if state == "done":
-                    for fold in (result.get(task) or {}).get("per_fold") or {}:
+                per_fold = _task_entry(result, task).get("per_fold") if state == "done" else None
+                if isinstance(per_fold, dict):
+                    for fold in per_fold:
                         if fold not in folds:
                             folds.append(fold)
         if not folds:
@@ -500,8 +662,8 @@ def _fold_tables(
 
 def _fold_getter(task: str, fold: str) -> Callable[[dict], float | None]:
     def get(result: dict) -> float | None:
-        acc = ((result.get(task) or {}).get("per_fold") or {}).get(fold)
-        return None if acc is None else 100.0 * float(acc)
+        per_fold = _task_entry(result, task).get("per_fold")
+        return _number(per_fold.get(fold), 100.0) if isinstance(per_fold, dict) else None
 
     return get
 
@@ -522,7 +684,7 @@ def _counts_table(sweep: Sweep, by: str | None) -> Table:
                 index.setdefault(u["row"], {}).setdefault(col, {})[u.get("seed")] = stage["name"]
 
     def count(result: dict) -> float | None:
-        return None if result.get("n_pairs") is None else float(result["n_pairs"])
+        return _number(result.get("n_pairs"))
 
     paper_row = Row("Paper (Table 1)", "paper", "paper only", "Table 1")
     paper_row.cells = {c: Cell(paper=paper.TABLE1[c], missing="paper only") for c in columns}
@@ -556,9 +718,7 @@ def _counts_table(sweep: Sweep, by: str | None) -> Table:
         rows = rows[:1] + sorted(rows[1:], key=lambda r: _setting_text((r.setting or {})[by]))
     table = Table(1, sweep.name, str(sweep.workdir), paper.TITLES[1], columns, PAIRS, rows, notes)
     table.fraction = fraction
-    if not any(
-        c.n or (c.missing or "").startswith("failed") for r in rows for c in r.cells.values()
-    ):
+    if not any(_has_news(c) for r in rows for c in r.cells.values()):
         _no_results(sweep, 1)
     return table
 
@@ -619,12 +779,27 @@ def grid(table: Table, width: int = 40) -> tuple[list[str], list[list[str]]]:
     return headers, body
 
 
+def table_seeds(table: Table) -> list[Any]:
+    """The seeds whose values are in the table (any cell, folds included), in order."""
+    cells = [c for r in table.rows for c in r.cells.values()]
+    cells += [c for ft in table.folds for _, cs in ft.rows for c in cs.values()]
+    return sorted({s for c in cells for s in c.seeds if s is not None})  # ints (plan.json)
+
+
+def seeds_text(table: Table) -> str:
+    """'seeds 0, 1, 2', 'seed 3', or 'no seeds' when no seeded value is in the table."""
+    seeds = table_seeds(table)
+    if not seeds:
+        return "no seeds"
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
+
+
 def _caption(table: Table) -> str:
     where = f"sweep {table.sweep}"
     if table.fraction is not None:
         where += f", teacher fraction {table.fraction:g}"
     stat = "mean ± sample std over seeds (n seeds)"
-    return f"{table.title}; {where}; {stat}"
+    return f"{table.title}; {where}; {stat}; {seeds_text(table)}"
 
 
 def _incomplete_notes(table: Table) -> list[str]:
@@ -673,7 +848,7 @@ def render_text(table: Table, out: TextIO, tty: bool | None = None) -> None:
                         style = "green" if text.startswith("+") else "red"
                     elif k in bold and best.get(table.columns[(k - 1) // step]) == r:
                         style = "bold"
-                    elif text.startswith(("failed", "not run", "pending")):
+                    elif text.startswith(("failed", "not run", "pending", "damaged", "stale")):
                         style = "yellow"
                     cells.append(Text(text, style=style))
                 rt.add_row(*cells)
@@ -745,6 +920,7 @@ def render_latex(table: Table) -> str:
     max_n = max((c.n for r in table.rows for c in r.cells.values()), default=0)
     k = len(table.columns)
     lines = [
+        r"% requires \usepackage{booktabs}",
         r"\begin{table}[t]",
         r"\centering",
         r"\caption{" + latex_escape(_caption(table)).replace("(n seeds)", f"(n={max_n})") + "}",
@@ -804,7 +980,14 @@ CSV_FIELDS = [
     "diff",
     "missing",
     "incomplete",
+    "seeds",
 ]
+STATISTIC = "mean ± sample standard deviation (n - 1) over seeds"
+
+
+def _seed_list(cell: Cell) -> str | None:
+    """The seeds of a cell's values, space-separated ('0 1 2'), for CSV and W&B."""
+    return " ".join(str(s) for s in cell.seeds if s is not None) or None
 
 
 def flat_rows(table: Table) -> list[list[Any]]:
@@ -826,6 +1009,7 @@ def flat_rows(table: Table) -> list[list[Any]]:
                     diff,
                     cell.missing,
                     cell.incomplete,
+                    _seed_list(cell),
                 ]
             )
     for ft in table.folds:
@@ -845,6 +1029,7 @@ def flat_rows(table: Table) -> list[list[Any]]:
                         None,
                         c.missing,
                         c.incomplete,
+                        _seed_list(c),
                     ]
                 )
     return out
@@ -870,6 +1055,8 @@ def table_json(table: Table) -> dict[str, Any]:
         "workdir": table.workdir,
         "unit": table.unit,
         "teacher_fraction": table.fraction,
+        "statistic": STATISTIC,
+        "seeds": table_seeds(table),
         "columns": table.columns,
         "column_labels": table.labels(),
         "rows": [
@@ -925,21 +1112,85 @@ def log_report_tables(spec: Any, tables: dict[str, tuple[list[str], list[list[An
     Returns whether they were logged: False when tracking is off or the tracking module is
     not part of this installation (it is optional: reports work without it).
     """
+    tracker = _tracker(spec)
+    if tracker is None:
+        return False
+    tracker.log_tables(tables)
+    return True
+
+
+def _tracker(spec: Any) -> Any:
+    """The sweep's WandbTracker, or None when tracking is off or not installed."""
     wandb = spec.tracking.wandb
     if not wandb.enabled or wandb.mode == "disabled":
-        return False
+        return None
     try:
         from clapsweep.sweep.tracking import WandbTracker
     except ModuleNotFoundError as e:
         if e.name != "clapsweep.sweep.tracking":
             raise
-        return False
-    WandbTracker(spec).log_tables(tables)
-    return True
+        return None
+    return WandbTracker(spec)
 
 
 def wandb_tables(table: Table) -> dict[str, tuple[list[str], list[list[Any]]]]:
     return {f"table{table.number}": (CSV_FIELDS, flat_rows(table))}
+
+
+def report_tracker(sweep: Sweep) -> Any:
+    """For --wandb: the tracker of the sweep as its run stored it (spec.yaml); a UserError
+    when that spec does not load or turns tracking off, before anything is printed."""
+    from clapsweep.sweep.spec import load_spec
+
+    spec_file = sweep.workdir / "spec.yaml"
+    if not spec_file.is_file():
+        raise UserError(
+            f"--wandb: sweep {sweep.name} has no spec.yaml in {sweep.workdir}; "
+            "`clapsweep run` writes it"
+        )
+    try:
+        spec = load_spec(spec_file)
+    except UserError as e:
+        raise UserError(f"--wandb: {e}") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"--wandb: {_damaged(spec_file, _why(e), 'clapsweep run')}") from None
+    tracker = _tracker(spec)
+    if tracker is None:
+        raise UserError(
+            f"--wandb: W&B tracking is off for sweep {sweep.name} (tracking.wandb in "
+            f"{spec_file}); enable it in the sweep file and `clapsweep run` it, or report "
+            "without --wandb"
+        )
+    return tracker
+
+
+# ----------------------------------------------------------------------------- --plot
+
+
+def plot_formats() -> list[str]:
+    """The file extensions --plot can write (matplotlib's, through its Agg canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
+def check_plot(path: str) -> None:
+    """--plot FILE: matplotlib is there and knows FILE's extension; else one UserError."""
+    try:
+        formats = plot_formats()
+    except ImportError:
+        raise UserError(
+            f"--plot {path}: drawing needs matplotlib, which is not installed; "
+            "`pip install matplotlib`, or report without --plot"
+        ) from None
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        what = f"extension .{suffix}" if suffix else "no file extension"
+        raise UserError(
+            f"--plot {path}: {what} is not a figure format; name the file with one of "
+            + ", ".join(f".{f}" for f in formats)
+            + " (e.g. t2.png or t2.pdf)"
+        )
 
 
 # ----------------------------------------------------------------------------- the command
@@ -955,14 +1206,26 @@ def report_command(
     workdir_root: str = "runs",
     out: TextIO | None = None,
     err: TextIO | None = None,
+    wandb: bool = False,
 ) -> int:
-    """`clapsweep report`: render Table `number` of a sweep (the newest declaring it)."""
+    """`clapsweep report`: render Table `number` of a sweep (the newest declaring it).
+
+    Read-only unless asked: `plot` writes the figure, `wandb` logs the table to the sweep's
+    one W&B summary run. Every check (table, format, plot file, tracking) comes before any
+    output."""
     out, err = out or sys.stdout, err or sys.stderr
     check_table(number)
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
-    path = Path(sweep) if sweep else find_sweep(number, workdir_root)
+    if plot:
+        check_plot(plot)
+
+    def warn(line: str) -> None:
+        print(f"report: {line}", file=err)
+
+    path = Path(sweep) if sweep else find_sweep(number, workdir_root, warn)
     loaded = load_sweep(path)
+    tracker = report_tracker(loaded) if wandb else None
     print(f"report: Table {number} of sweep {loaded.name} ({loaded.workdir})", file=err)
     table = build_table(loaded, number, by=by, folds=folds)
     if fmt == "text":
@@ -973,21 +1236,17 @@ def report_command(
     if plot:
         from clapsweep.plot import plot_table
 
-        plot_table(table, plot)
+        try:
+            plot_table(table, plot)
+        except OSError as e:
+            raise UserError(f"--plot {plot}: cannot write it ({_why(e)})") from None
         print(f"report: wrote {plot}", file=err)
-    if loaded.tracking_enabled():
-        _log_to_wandb(loaded, table, err)
+    if tracker is not None:
+        tracker.log_tables(wandb_tables(table))
+        where = tracker.wandb_dir if tracker.mode == "offline" else "W&B"
+        print(
+            f"report: logged table{number} to the summary run {tracker.sweep}-summary "
+            f"({tracker.mode}, {where})",
+            file=err,
+        )
     return 0
-
-
-def _log_to_wandb(sweep: Sweep, table: Table, err: TextIO) -> None:
-    from clapsweep.sweep.spec import load_spec
-
-    spec_file = sweep.workdir / "spec.yaml"
-    try:
-        spec = load_spec(spec_file)
-    except UserError as e:
-        print(f"report: not logged to W&B: {e}", file=err)
-        return
-    if log_report_tables(spec, wandb_tables(table)):
-        print(f"report: logged table{table.number} to W&B ({spec.tracking.wandb.mode})", file=err)

@@ -4,6 +4,8 @@ Layout under a sweep's workdir:
     stages/<kind>-<key>/            a finished artifact: the stage's files and meta.json
     stages/<kind>-<key>.partial/    the stage at work; a stable name, so a stage that was
                                     interrupted finds its checkpoint there when it runs again
+    stages/<kind>-<key>.partial/owner.tmp  who works on it: host, pid, start time (a run
+                                    leaves a stage whose owner is alive on this host alone)
     stages/<kind>-<key>.failed.json the last attempt failed: message, log path, time
     logs/<kind>-<key>.log           one line per attempt, and the traceback of a failure
     .lock                           held (fcntl.flock) by the one driver working on the sweep
@@ -19,6 +21,7 @@ whenever the writer is killed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -37,6 +40,20 @@ from typing import Any
 from clapsweep.errors import UserError
 
 META = "meta.json"
+# Who began a .partial folder. A name with `.tmp`: commit drops it with the temporaries, so
+# it never becomes one of the stage's outputs (nor changes their digest).
+OWNER = "owner.tmp"
+
+
+class StageBusy(Exception):
+    """Another live process on this host owns the stage's .partial folder: left alone."""
+
+    def __init__(self, name: str, owner: str) -> None:
+        super().__init__(name, owner)
+        self.name, self.owner = name, owner
+
+    def __str__(self) -> str:
+        return f"{self.name} is running elsewhere ({self.owner})"
 
 
 class Store:
@@ -71,6 +88,12 @@ class Store:
         meta = _read_json(path)
         if not isinstance(meta, dict):
             return f"{path} is damaged (not JSON)"
+        try:
+            return self._check_outputs(name, meta)
+        except (AttributeError, KeyError, TypeError):
+            return f"{path} is damaged (not a stage record)"
+
+    def _check_outputs(self, name: str, meta: dict[str, Any]) -> str | None:
         for rel, info in (meta.get("files") or {}).items():
             f = self.final(name) / rel
             if not f.is_file():
@@ -99,12 +122,41 @@ class Store:
     # ------------------------------------------------------------------ writing
 
     def begin(self, name: str) -> Path:
-        """Start (or resume) a stage: clear its failure record, return its .partial folder."""
+        """Start (or resume) a stage: take it over (its owner file names this process),
+        clear its failure record, return its .partial folder. StageBusy when the owner
+        another process wrote is alive on this host: that process works on the stage now."""
+        owner = self.live_owner(name)
+        if owner is not None:
+            raise StageBusy(name, describe_owner(owner))
         self.failed_path(name).unlink(missing_ok=True)
         work = self.partial(name)
         work.mkdir(parents=True, exist_ok=True)
-        self._log(name, f"start in {work}" + (" (resuming)" if any(work.iterdir()) else ""))
+        resuming = any(p.name != OWNER for p in work.iterdir())
+        write_json_or_nothing(work / OWNER, owner_record())
+        self._log(name, f"start in {work}" + (" (resuming)" if resuming else ""))
         return work
+
+    def owner_path(self, name: str) -> Path:
+        return self.partial(name) / OWNER
+
+    def owner(self, name: str) -> dict[str, Any] | None:
+        """Who last began the stage's .partial folder (host, pid, start time), or None."""
+        record = _read_json(self.owner_path(name))
+        return record if isinstance(record, dict) else None
+
+    def live_owner(self, name: str) -> dict[str, Any] | None:
+        """The owner of the stage's .partial folder when it is another process, alive on this
+        host (the same pid and process start time); None when the stage is free to take."""
+        owner = self.owner(name)
+        if owner is None or owner.get("host") != socket.gethostname():
+            return None  # another host's process cannot be checked from here
+        pid = owner.get("pid")
+        if not isinstance(pid, int) or pid == os.getpid() or not _alive(pid):
+            return None
+        started = owner.get("process_start")
+        if started is not None and _process_start(pid) not in (None, started):
+            return None  # the pid was reused by a later process
+        return owner
 
     def commit(self, name: str, meta: dict[str, Any]) -> Path:
         """Write meta.json (with the outputs' sizes and hashes) into the .partial folder and
@@ -135,26 +187,42 @@ class Store:
         return {role: (self.meta(name) or {}).get("outputs", "") for role, name in inputs.items()}
 
     def fail(self, name: str, message: str, traceback_text: str) -> dict[str, Any]:
-        """Record a failed attempt: the traceback in the log, a .failed.json marker."""
+        """Record a failed attempt: the traceback in the log, a .failed.json marker. Best
+        effort: when the disk is full (or the store unwritable) the record is returned but
+        not kept, and no half-written file is left; it never raises over the failure."""
         log = self.log_path(name)
         self._log(name, f"failed: {message}\n{traceback_text.rstrip()}")
         record = {"message": message, "log": str(log), "time": _now()}
-        self.stages.mkdir(parents=True, exist_ok=True)
-        write_json(self.failed_path(name), record)
+        try:
+            self.stages.mkdir(parents=True, exist_ok=True)
+            write_json_or_nothing(self.failed_path(name), record)
+        except OSError:
+            pass
         return record
 
+    def note(self, name: str, line: str) -> None:
+        """A line in the stage's log (best effort, like every log line)."""
+        self._log(name, line)
+
     def _log(self, name: str, line: str) -> None:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path(name), "a") as f:
-            f.write(f"[{_now()}] {line}\n")
+        try:
+            self.logs.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path(name), "a") as f:
+                f.write(f"[{_now()}] {line}\n")
+        except OSError:
+            pass  # a log line is never worth failing (or hiding the real error) for
 
     # ------------------------------------------------------------------ the driver lock
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the workdir's lock; a second driver gets a UserError instead of waiting."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.workdir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        """Hold the workdir's lock; a second driver gets a UserError instead of waiting, and
+        so does a workdir that cannot be written (the message says why and where)."""
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.workdir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(write_error_message(e, self.workdir)) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -163,8 +231,11 @@ class Store:
                     f"{self.workdir}: another run holds this sweep's lock "
                     f"({self.workdir / '.lock'}); wait for it to finish or stop it first"
                 ) from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{socket.gethostname()} pid {os.getpid()}\n".encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{socket.gethostname()} pid {os.getpid()}\n".encode())
+            except OSError:
+                pass  # who holds it is informative only; the flock is the lock
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock
@@ -239,6 +310,88 @@ def write_json(path: Path, data: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a disk quota exceeded
+
+
+def write_error_message(e: OSError, where: str | Path) -> str:
+    """One line for an OSError while writing: what, the path, the free space there, the fix."""
+    path = Path(e.filename) if e.filename else Path(where)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        usage = shutil.disk_usage(probe)
+        space = f"{_size(usage.free)} free of {_size(usage.total)} on that filesystem"
+    except OSError:
+        space = "free space unknown"
+    what = e.strerror or type(e).__name__
+    if e.errno in FULL:
+        fix = (
+            "free some space there (or give the sweep another --workdir) and rerun the same "
+            "command to resume"
+        )
+    else:
+        fix = "make that path writable (or give the sweep another --workdir) and rerun"
+    return f"{what} writing {path} ({space}); {fix}"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def write_json_or_nothing(path: Path, data: Any) -> None:
+    """write_json that leaves no temporary file behind when it fails (a full disk)."""
+    try:
+        write_json(path, data)
+    except BaseException:
+        path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        raise
+
+
+def owner_record() -> dict[str, Any]:
+    """This process as the owner of a stage: host, pid, start times."""
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": _now(),
+        "process_start": _process_start(os.getpid()),
+    }
+
+
+def describe_owner(owner: dict[str, Any]) -> str:
+    return f"{owner.get('host')} pid {owner.get('pid')}, since {owner.get('started')}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # gone; without /proc, kill's answer stands
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")  # a zombie is dead
+
+
+def _process_start(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (Linux /proc), else None: with
+    the pid it names one process, even once the pid has been reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _read_json(path: Path) -> Any:

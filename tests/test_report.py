@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -85,12 +86,21 @@ def acc(**per_task) -> dict:
 
 
 def finish_eval(store, plan, row, seed, values: dict, fraction=1.0, folds=None):
-    """Finish the eval stage(s) of `row` at `seed` with accuracies {task: fraction correct}."""
+    """Finish the eval stage(s) of `row` at `seed` with accuracies {task: fraction correct}.
+
+    One eval stage may cover several tasks; the store never replaces a finished stage, so
+    each stage is committed once with all of its tasks (added to what it already holds)."""
+    by_stage: dict[str, tuple] = {}
     for task, a in values.items():
         stage = find(plan, "eval", row, seed, fraction, task)
-        meta = store.meta(stage.name)
-        result = meta["result"] if meta else {}
+        result = by_stage.get(stage.name, (stage, {}))[1]
         result.update(acc(**{task: (a, (folds or {}).get(task, {}))}))
+        by_stage[stage.name] = (stage, result)
+    for name, (stage, result) in by_stage.items():
+        meta = store.meta(name)
+        if meta is not None:
+            result = {**meta["result"], **result}
+            shutil.rmtree(store.final(name))
         finish(store, stage, result)
 
 
@@ -182,6 +192,7 @@ def test_paper_rows_and_extra_rows(table2):
 
 
 def test_msclap_row_comes_from_its_eval_stage(tmp_path):
+    (tmp_path / "ms.pth").write_bytes(b"stand-in checkpoint")  # the spec checks that it exists
     spec, plan, store = make_sweep(tmp_path, "ms", seeds=(0,), msclap_checkpoint="ms.pth")
     stage = next(s for s in plan.stages.values() if s.users[0]["row"] == "msclap")
     finish(store, stage, acc(esc50=(0.81, {}), us8k=(0.7, {}), tut17=(0.3, {})))
@@ -428,3 +439,201 @@ def test_sweep_yaml_reads_its_workdir(table2, tmp_path, capsys):
 def test_log_report_tables_skips_when_tracking_is_off(table2):
     spec, _, _ = table2
     assert report.log_report_tables(spec, {"table2": (["a"], [[1]])}) is False
+
+
+# ----------------------------------------------------------------------------- read-only, W&B
+
+
+def test_report_writes_no_wandb_folder_without_the_flag(tmp_path, capsys):
+    spec, plan, store = make_sweep(
+        tmp_path, "quiet", seeds=(0,), tracking={"wandb": {"enabled": True, "mode": "offline"}}
+    )
+    finish_eval(store, plan, "teacher", 0, {"esc50": 0.5})
+    before = sorted(p.relative_to(store.workdir) for p in store.workdir.rglob("*"))
+    for fmt in ("text", "json", "latex"):
+        code, out, err = run(
+            ["report", "--table", "2", "--sweep", spec.workdir, "--format", fmt], capsys
+        )
+        assert code == 0 and out and "W&B" not in err
+    assert not (store.workdir / "wandb").exists()
+    assert sorted(p.relative_to(store.workdir) for p in store.workdir.rglob("*")) == before
+
+
+def test_wandb_flag_with_tracking_off_is_an_error_before_any_output(table2, capsys):
+    spec, _, store = table2  # make_sweep turns tracking off
+    code, out, err = run(["report", "--table", "2", "--sweep", spec.workdir, "--wandb"], capsys)
+    assert code == 2 and out == ""
+    assert "--wandb: W&B tracking is off for sweep t2" in err and "spec.yaml" in err
+    assert "Traceback" not in err and not (store.workdir / "wandb").exists()
+
+
+# ----------------------------------------------------------------------------- damaged records
+
+
+def test_a_damaged_meta_json_is_a_missing_cell_naming_the_file(table2, capsys):
+    spec, plan, store = table2
+    truncated = find(plan, "eval", "teacher", 1, task="esc50")
+    path = store.final(truncated.name) / "meta.json"
+    path.write_bytes(path.read_bytes()[:40])  # a write cut short
+    garbage = find(plan, "eval", "DU+SL", 0, task="esc50")
+    (store.final(garbage.name) / "meta.json").write_bytes(b"\xff\xfe garbage")
+    code, out, err = run(
+        ["report", "--table", "2", "--sweep", spec.workdir, "--format", "json"], capsys
+    )
+    assert code == 0 and "Traceback" not in err
+    data = json.loads(out)
+    rows = {r["key"]: r for r in data["rows"]}
+    teacher = rows["teacher"]["cells"]["esc50"]
+    assert teacher["n"] == 2 and teacher["seeds"] == [0, 2]  # never filled in
+    assert f"seed 1: damaged: stages/{truncated.name}/meta.json (not JSON)" in teacher["incomplete"]
+    du = rows["DU+SL"]["cells"]["esc50"]
+    assert du["seeds"] == [1]
+    assert f"seed 0: damaged: stages/{garbage.name}/meta.json (not JSON)" in du["incomplete"]
+    # The notes name each damaged file in full and say what repairs it.
+    for stage in (truncated, garbage):
+        full = f"{store.final(stage.name) / 'meta.json'} is damaged (not JSON)"
+        assert any(full in n and "`clapsweep run` recomputes it" in n for n in data["notes"])
+
+
+def test_a_stage_whose_only_result_is_damaged_says_so(tmp_path, capsys):
+    spec, plan, store = make_sweep(tmp_path, "dam", seeds=(0,))
+    finish_eval(store, plan, "teacher", 0, {"esc50": 0.5, "us8k": 0.25})
+    stage = find(plan, "eval", "teacher", 0, task="esc50")
+    meta_file = store.final(stage.name) / "meta.json"
+    meta_file.write_text("")  # empty: the report must not say "no results yet"
+    code, out, err = run(["report", "--table", "2", "--sweep", spec.workdir], capsys)
+    assert code == 0 and "Traceback" not in err
+    line = next(ln for ln in out.splitlines() if ln.startswith("Our-CLAP (OC)"))
+    assert "damaged: stages/eval-" in line
+    assert f"note: stage {stage.name} has no usable result: {meta_file} is damaged" in out
+    # JSON of the wrong shape (a list, a result that is not a mapping) is damaged too.
+    for text in ("[]", json.dumps({"result": "x"}), json.dumps({"files": [1]})):
+        meta_file.write_text(text)
+        t = report.build_table(report.load_sweep(spec.workdir), 2)
+        cell = next(r for r in t.rows if r.key == "teacher").cells["esc50"]
+        assert cell.n == 0 and cell.missing.startswith("damaged: "), text
+    tex = report.render(t, "latex")
+    assert r"\emph{damaged}" in tex
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"\xff\xfe garbage", "not UTF-8 text"),
+        (b'{"sweep": "t2", "stages": [{"kind": "ev', "not JSON; truncated?"),
+        (b"", "empty"),
+        (b'{"sweep": "t2", "stages": [{"kind": "eval"}]}', "damaged"),
+        (b'{"sweep": "t2", "stages": 7}', "damaged"),
+    ],
+)
+def test_a_damaged_plan_json_is_one_message(table2, capsys, content, why):
+    spec, _, store = table2
+    plan_file = store.workdir / "plan.json"
+    plan_file.write_bytes(content)
+    code, out, err = run(["report", "--table", "2", "--sweep", spec.workdir], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith(f"clapsweep: error: {plan_file}: damaged (")
+    assert why in err and "run `clapsweep run SWEEP.yaml` to write it anew" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_plan_json_with_malformed_stages_is_one_message(table2, capsys):
+    spec, plan, store = table2
+    data = plan.to_json()
+    data["stages"][0]["users"] = [{"seed": 0}]  # no row
+    write_json(store.workdir / "plan.json", data)
+    code, out, err = run(["report", "--table", "2", "--sweep", spec.workdir], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"plan.json: damaged (stage {data['stages'][0]['name']} is malformed)" in err
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"\xff\xfe garbage", "not UTF-8 text"),
+        (b"name: t2\ngrid: {rows: [", "not valid YAML"),
+        (b"- just\n- a list\n", "not a YAML mapping"),
+        (b"name: t2\ngrid: 3\n", "grid is not a mapping"),
+        (b"name: t2\ngrid:\n  rows:\n  - strategy: du\n", "grid.rows is not a list of named"),
+    ],
+)
+def test_a_damaged_spec_yaml_is_one_message(table2, capsys, content, why):
+    spec, _, store = table2
+    spec_file = store.workdir / "spec.yaml"
+    spec_file.write_bytes(content)
+    code, out, err = run(["report", "--table", "2", "--sweep", spec.workdir], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith(f"clapsweep: error: {spec_file}: damaged ({why}")
+    assert "`clapsweep run SWEEP.yaml` to write it anew" in err
+
+
+def test_a_sweep_file_that_is_not_text_is_one_message(tmp_path, capsys):
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_bytes(b"\xff\xfe garbage")
+    code, out, err = run(["report", "--table", "2", "--sweep", str(sweep_file)], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert str(sweep_file) in err and "UTF-8" in err
+
+
+def test_auto_pick_passes_over_a_damaged_spec_yaml(tmp_path, capsys, monkeypatch):
+    good, plan, store = make_sweep(tmp_path, "good", tables=(2,), seeds=(0,))
+    finish_eval(store, plan, "teacher", 0, {"esc50": 0.5})
+    _, _, bad_store = make_sweep(tmp_path, "bad", tables=(2,), seeds=(0,))
+    (bad_store.workdir / "spec.yaml").write_bytes(b"\xff\xfe garbage")
+    now = time.time()
+    os.utime(Path(good.workdir) / "plan.json", (now - 100, now - 100))  # "bad" is newer
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["report", "--table", "2", "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)["sweep"] == "good"
+    assert "report: passed over: runs/bad/spec.yaml: damaged (not UTF-8 text)" in err
+    (store.workdir / "spec.yaml").write_text("tables: [")
+    code, _, err = run(["report", "--table", "2"], capsys)
+    assert code == 2 and "2 work directories with a damaged spec.yaml passed over" in err
+
+
+# ----------------------------------------------------------------------------- what ± is
+
+
+def test_every_format_lists_the_seeds_and_what_the_spread_is(table2):
+    spec, _, _ = table2
+    t = report.build_table(report.load_sweep(spec.workdir), 2)
+    assert report.table_seeds(t) == [0, 1, 2]
+    text, md, tex = (report.render(t, f) for f in ("text", "md", "latex"))
+    caption = "mean ± sample std over seeds (n seeds); seeds 0, 1, 2"
+    assert caption in text.splitlines()[0]
+    assert md.splitlines()[0].startswith("**Table 2") and caption in md.splitlines()[0]
+    assert r"mean $\pm$ sample std over seeds (n=3); seeds 0, 1, 2}" in tex
+    data = json.loads(report.render(t, "json"))
+    assert data["seeds"] == [0, 1, 2] and "sample standard deviation (n - 1)" in data["statistic"]
+    rows = list(csv.DictReader(io.StringIO(report.render(t, "csv"))))
+    teacher = next(r for r in rows if r["row"] == "Our-CLAP (OC)" and r["column"] == "ESC-50")
+    du = next(r for r in rows if r["row"] == "OC, DU+SL" and r["column"] == "ESC-50")
+    assert (teacher["seeds"], du["seeds"]) == ("0 1 2", "0 1")
+
+
+def test_a_table_of_one_seed_says_seed(tmp_path):
+    spec, plan, store = make_sweep(tmp_path, "s7", seeds=(7,))
+    finish_eval(store, plan, "teacher", 7, {"esc50": 0.5})
+    t = report.build_table(report.load_sweep(spec.workdir), 2)
+    assert report.render(t, "md").splitlines()[0].endswith("(n seeds); seed 7**")
+
+
+def test_latex_states_its_preamble_requirement(table2):
+    spec, _, _ = table2
+    tex = report.render(report.build_table(report.load_sweep(spec.workdir), 2), "latex")
+    assert tex.splitlines()[0] == r"% requires \usepackage{booktabs}"
+    assert tex.splitlines()[1] == r"\begin{table}[t]"
+
+
+@pytest.mark.parametrize("name", ["t2.jpgx", "t2", "fig.PNGX"])
+def test_plot_with_an_unsupported_extension_is_one_message(table2, tmp_path, capsys, name):
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed in this environment")
+    spec, _, _ = table2
+    target = tmp_path / name
+    code, out, err = run(
+        ["report", "--table", "2", "--sweep", spec.workdir, "--plot", str(target)], capsys
+    )
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith(f"clapsweep: error: --plot {target}: ")
+    assert "is not a figure format" in err and ".png" in err and ".pdf" in err and ".svg" in err
+    assert not target.exists() and not target.with_suffix(".png").exists()

@@ -23,7 +23,7 @@ from clapsweep.sweep.plan import build_plan
 from clapsweep.sweep.runner import Tracker, make_tracker, run_sweep
 from clapsweep.sweep.spec import load_spec
 from clapsweep.sweep.sync import offline_runs, sync_command, sync_sweep
-from clapsweep.sweep.tracking import WandbTracker, run_id
+from clapsweep.sweep.tracking import WandbTracker, offline_run_folders, run_id
 
 FAKE_KEY = "feedface" * 5  # API-key shaped (40 hex digits); must never land in a file
 
@@ -42,6 +42,23 @@ class FakeStages:
         if kind == "curate":
             return {"pairs": 7, "captions": 3}
         return {"accuracy": {"esc50": 0.5, "us8k": 0.75}}
+
+
+class EvalStages(FakeStages):
+    """FakeStages whose eval stages report and return what pipeline.stage_eval does: one
+    {"task": t, "accuracy": a} event per task, then {task: {accuracy, n, per_fold}}."""
+
+    ACCURACY = {"esc50": 0.5, "us8k": 0.75}
+
+    def __call__(self, kind, config, inputs, out, report=None):
+        if kind != "eval":
+            return super().__call__(kind, config, inputs, out, report)
+        result = {}
+        for task in config["data"]["tasks"]:
+            a = self.ACCURACY[task]
+            result[task] = {"accuracy": a, "n": 8, "per_fold": {"1": a}}
+            report({"task": task, "accuracy": a})
+        return result
 
 
 @pytest.fixture(autouse=True)
@@ -266,3 +283,70 @@ def test_sync_command_and_its_errors(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("clapsweep: error: sync: no W&B API key; run `wandb login`")
     assert "Traceback" not in err
+
+
+def test_eval_metrics_are_logged_under_task_keys(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    run_sweep(spec, stage_fn=EvalStages())
+    evals = [r for r in all_runs(spec.workdir) if r["job_type"] == "eval"]
+    assert len(evals) == 2  # the teacher's and the student's, each over both tasks
+    for run in evals:
+        assert run["config"]["task"] == "all"
+        assert run["history"] == [{"esc50/accuracy": 0.5}, {"us8k/accuracy": 0.75}]
+        summary = run["summary"]
+        # No top-level value of one task: neither the last event's nor the result's.
+        assert not {"accuracy", "task", "esc50", "us8k", "n", "per_fold"} & set(summary)
+        assert summary["esc50/accuracy"] == 0.5 and summary["us8k/accuracy"] == 0.75
+        assert summary["esc50/n"] == 8 and summary["us8k/per_fold/1"] == 0.75
+
+
+def test_reports_and_the_driver_keep_one_summary_run(tmp_path, capsys):
+    spec = load_spec(write_spec(tmp_path))
+    wandb_dir = Path(spec.workdir) / "wandb"
+    summary = run_sweep(spec, stage_fn=EvalStages())
+    stage_folders = [p for p in offline_runs(spec.workdir) if "summary" not in p.name]
+    assert len(stage_folders) == 6
+    (first,) = offline_run_folders(wandb_dir, "track-summary")  # the driver's (close)
+
+    def summary_folder() -> Path:
+        (folder,) = offline_run_folders(wandb_dir, "track-summary")
+        assert sorted(offline_runs(spec.workdir)) == sorted([*stage_folders, folder])
+        return folder
+
+    report = ["report", "--table", "2", "--sweep", spec.workdir, "--format", "csv"]
+    assert cli.main(report) == 0  # without --wandb: nothing is written
+    assert summary_folder() == first
+    assert "W&B" not in capsys.readouterr().err
+    for extra in ([], [], ["--by", "sigma"]):  # the last report changes the row names
+        assert cli.main([*report, "--wandb", *extra]) == 0
+        assert "logged table2 to the summary run track-summary" in capsys.readouterr().err
+        summary_folder()
+    WandbTracker(spec).close(summary)  # the driver again, e.g. after a rerun
+    folder = summary_folder()  # (wandb may reuse the name of a folder removed before)
+
+    run = read_run(folder)
+    assert run["id"] == "track-summary" and run["exit_code"] == 0
+    assert run["summary"]["stages_executed"] == 6 and run["summary"]["failures"] == []
+    (row,) = run["history"]
+    table = json.loads((folder / "files" / row["table2/path"]).read_text())
+    assert table["columns"][:6] == ["table", "row", "column", "mean", "std", "n"]
+    names = {line[1] for line in table["data"]}
+    assert "OC, DU+SL [sigma=0.3]" in names and "OC, DU+SL" not in names  # the latest
+    du = next(line for line in table["data"] if line[1] == "OC, DU+SL [sigma=0.3]")
+    assert du[2:4] == ["ESC-50", 50.0] and du[-1] == "3"  # its seed
+
+
+def test_offline_run_folders_match_the_run_id_only(tmp_path):
+    runs = tmp_path / "wandb"
+    names = [
+        "offline-run-20260101_000000-s-summary",
+        "offline-run-20260101_000000-s-summary-1",  # wandb's suffix for a name taken
+        "offline-run-20260101_000001-s-summary-x",  # another id
+        "offline-run-20260101_000002-t-s-summary",
+        "run-20260101_000003-s-summary",  # online
+    ]
+    for name in names:
+        (runs / name).mkdir(parents=True)
+    (runs / "offline-run-20260101_000000-s-summary-1" / "run-s-summary.wandb").write_text("")
+    found = offline_run_folders(tmp_path, "s-summary")
+    assert [p.name for p in found] == names[:2]

@@ -8,12 +8,14 @@ code: 0, or 1 when a stage failed. UserErrors propagate to cli.main (exit 2).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 from typing import Any, TextIO
 
+from clapsweep.sweep.local import Interrupted, stop_signals
 from clapsweep.sweep.runner import run_sweep, status
 from clapsweep.sweep.spec import SweepSpec, load_spec
 
@@ -28,6 +30,21 @@ def add_commands(subparsers: Any) -> None:
     run.add_argument("--profile", metavar="NAME", help="slurm: override backend.profile")
     run.add_argument("--workdir", metavar="DIR", help="override the sweep's workdir")
     run.add_argument("--no-track", action="store_true", help="no W&B tracking for this run")
+    run.add_argument(
+        "--retries",
+        type=_count,
+        default=1,
+        metavar="N",
+        help="local workers: run a stage whose worker process died N more times (default 1)",
+    )
+    run.add_argument(
+        "--grace",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="local workers: on SIGINT/SIGTERM/SIGHUP the running stages get this long to "
+        "finish before their workers are stopped (default 10; a second signal stops at once)",
+    )
     run.set_defaults(handler=cmd_run)
     stat = subparsers.add_parser("status", help="what is done / running / failed, per stage")
     stat.add_argument("sweep", metavar="SWEEP", help="the sweep's YAML file")
@@ -37,6 +54,20 @@ def add_commands(subparsers: Any) -> None:
     add_report_command(subparsers)
     add_cancel_command(subparsers)
     add_sync_command(subparsers)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more seconds")
+    return value
 
 
 def load_with_overrides(args: argparse.Namespace) -> SweepSpec:
@@ -60,6 +91,10 @@ def load_with_overrides(args: argparse.Namespace) -> SweepSpec:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Exit code: 0; 1 when a stage failed; 2 when the sweep stopped because the store could
+    not be written (a full disk: the message says where and how much is free); 128 + the
+    signal's number when SIGINT (130), SIGTERM (143) or SIGHUP (129) stopped it. The summary
+    is printed in every case but an interrupt before the first stage."""
     spec = load_with_overrides(args)
     if args.dry_run:
         info = run_sweep(spec, dry_run=True)
@@ -68,11 +103,50 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             _print_plan(info)
         return 0
-    summary = run_sweep(spec, on_event=ProgressPrinter(sys.stderr))
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        _print_summary(summary)
+    printer = ProgressPrinter(sys.stderr)
+
+    def on_event(e: dict[str, Any]) -> None:
+        try:
+            show(e)
+        except OSError:  # a terminal gone with SIGHUP: the sweep goes on without it
+            pass
+
+    def show(e: dict[str, Any]) -> None:
+        if e["event"] in ("retry", "interrupt"):
+            label = "retry" if e["event"] == "retry" else "stop"
+            name = f"{e['name']}: " if "name" in e else ""
+            printer._say(f"{label:7} {name}{e['message']}")
+        elif e["event"] == "elsewhere":
+            printer._say(f"busy    {e['name']}: running elsewhere ({e['owner']}); left alone")
+        else:
+            printer(e)
+
+    stop = None
+    try:
+        with stop_signals():
+            summary = run_sweep(spec, on_event=on_event, retries=args.retries, grace=args.grace)
+    except Interrupted as e:
+        if e.summary is None:  # before the first layer, or while it was wrapping up
+            with contextlib.suppress(OSError):
+                print(f"clapsweep: interrupted by {e.signal_name}; rerun the same command to "
+                      "resume", file=sys.stderr)  # fmt: skip
+            return e.exit_code
+        stop, summary = e, e.summary
+    try:
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            _print_summary(summary)
+        sys.stdout.flush()
+    except OSError:
+        if stop is None:
+            raise
+        # SIGHUP: the terminal is gone; the exit code still says what happened
+    if stop is not None:
+        return stop.exit_code
+    if summary.get("stopped"):
+        print(f"clapsweep: error: {summary['stopped']}", file=sys.stderr)
+        return 2
     return 1 if summary["stages_failed"] else 0
 
 
@@ -142,7 +216,9 @@ def add_report_command(subparsers: Any) -> None:
         "--sweep", metavar="SWEEP", help="the sweep's YAML or workdir (default: newest)"
     )
     rep.add_argument("--format", default="text", choices=["text", "md", "latex", "csv", "json"])
-    rep.add_argument("--plot", metavar="FILE.png", help="also draw the table as a figure")
+    rep.add_argument(
+        "--plot", metavar="FILE.png", help="also draw the table as a figure (.png, .pdf, .svg, ...)"
+    )
     rep.add_argument(
         "--by",
         choices=["sigma", "sigma_ds", "beta", "replay", "soft_target"],
@@ -151,6 +227,11 @@ def add_report_command(subparsers: Any) -> None:
     rep.add_argument("--folds", action="store_true", help="add per-fold accuracy tables")
     rep.add_argument(
         "--workdir-root", default="runs", metavar="DIR", help="where to look without --sweep"
+    )
+    rep.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log the table to the sweep's one W&B summary run (else nothing is written)",
     )
     rep.set_defaults(handler=cmd_report)
 
@@ -166,6 +247,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         by=args.by,
         folds=args.folds,
         workdir_root=args.workdir_root,
+        wandb=args.wandb,
     )
 
 
@@ -228,12 +310,24 @@ def _print_schedule(schedule: dict[str, Any]) -> None:
 
 
 def _print_summary(s: dict[str, Any]) -> None:
+    elsewhere = s.get("elsewhere") or []
     print(
         f"{s['sweep']}: {s['stages_total']} stages: {s['stages_executed']} run, "
         f"{s['stages_cached']} cached, {s['stages_failed']} failed, "
-        f"{s['stages_skipped']} skipped, in {s['duration_s']:.1f} s ({s['workdir']})"
+        f"{s['stages_skipped']} skipped, {s.get('stages_not_run', 0)} not run"
+        + (f", {len(elsewhere)} running elsewhere" if elsewhere else "")
+        + f", in {s['duration_s']:.1f} s ({s['workdir']})"
     )
+    for e in elsewhere:
+        print(f"RUNNING ELSEWHERE {e['name']}: {e['owner']}; left alone (rerun once it ended)")
     _print_failures(s["failures"])
+    if s.get("stopped"):
+        if any(f["message"] == s["stopped"] for f in s["failures"]):
+            print("the sweep stopped there (see above): the stages after it did not start")
+        else:
+            print(f"the sweep stopped: {s['stopped']}")
+    if s.get("interrupted"):
+        print(f"interrupted by {s['interrupted']}; rerun the same command to resume")
 
 
 def _print_failures(failures: list[dict[str, Any]]) -> None:

@@ -13,6 +13,7 @@ Hooks for the backends and tracking added later:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -25,8 +26,23 @@ from typing import Any
 import yaml
 
 from clapsweep.errors import UserError
-from clapsweep.store import Store, make_meta, write_json
-from clapsweep.sweep.local import Backend, LocalBackend, Report
+from clapsweep.store import (
+    FULL,
+    StageBusy,
+    Store,
+    describe_owner,
+    make_meta,
+    write_error_message,
+    write_json,
+)
+from clapsweep.sweep.local import (
+    Backend,
+    Interrupted,
+    LocalBackend,
+    Report,
+    interrupted,
+    stops_sweep,
+)
 from clapsweep.sweep.plan import Plan, PlannedStage, build_plan, load_plan, student_schedule
 from clapsweep.sweep.spec import STAGE_KINDS, SweepSpec
 
@@ -43,6 +59,24 @@ class StageFailed(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class DiskFull(StageFailed):
+    """A stage could not write: no space left, or over the disk quota. Every stage after it
+    would fail the same way, so the driver stops the sweep (exit 2) with this message."""
+
+    stops_sweep = True
+
+
+def disk_error(e: BaseException | None) -> OSError | None:
+    """The OSError saying the disk is full (ENOSPC) or over quota (EDQUOT) in `e` or what
+    caused it, or None."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, OSError) and e.errno in FULL:
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
 
 
 # ----------------------------------------------------------------------------- tracking hook
@@ -133,7 +167,10 @@ class StageExecutor:
     def __call__(self, stage: PlannedStage, report: Report | None = None) -> dict[str, Any]:
         store = Store(self.workdir)
         started = time.time()
-        work = store.begin(stage.name)
+        try:
+            work = store.begin(stage.name)  # StageBusy: another live process runs it
+        except OSError as e:
+            raise self._failed(store, stage, e, None) from e
         self._emit({"event": "start"}, stage)
         run = self.tracker.start(stage, self.sweep)
 
@@ -159,15 +196,34 @@ class StageExecutor:
                 upstream,
             )  # fmt: skip
             store.commit(stage.name, meta)
+        except KeyboardInterrupt as e:  # stopped, not failed: the .partial stays to resume
+            store.note(stage.name, f"interrupted ({interrupted(e).signal_name})")
+            with contextlib.suppress(Exception):
+                run.fail(f"interrupted ({interrupted(e).signal_name})")
+            raise
         except Exception as e:
-            message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
-            record = store.fail(stage.name, message, traceback.format_exc())
-            run.fail(message)
-            self._emit({"event": "failed", "message": message, "log": record["log"]}, stage)
-            raise StageFailed(stage.name, message, record["log"]) from e
+            raise self._failed(store, stage, e, run) from e
         run.finish(result)
         self._emit({"event": "done", "result": result, "seconds": time.time() - started}, stage)
         return result
+
+    def _failed(
+        self, store: Store, stage: PlannedStage, e: Exception, run: TrackerRun | None
+    ) -> StageFailed:
+        """Record the failure (best effort: the disk may be full) and say so."""
+        full = disk_error(e)
+        if full is not None:
+            message = write_error_message(full, store.partial(stage.name))
+        elif isinstance(e, UserError):
+            message = str(e)
+        else:
+            message = f"{type(e).__name__}: {e}"
+        record = store.fail(stage.name, message, traceback.format_exc())
+        if run is not None:
+            with contextlib.suppress(Exception):
+                run.fail(message)
+        self._emit({"event": "failed", "message": message, "log": record["log"]}, stage)
+        return (DiskFull if full is not None else StageFailed)(stage.name, message, record["log"])
 
     def _emit(self, event: dict[str, Any], stage: PlannedStage) -> None:
         if self.on_event is not None:
@@ -186,11 +242,21 @@ def run_sweep(
     dry_run: bool = False,
     on_event: OnEvent | None = None,
     tracker: Tracker | None = None,
+    retries: int | None = None,
+    grace: float | None = None,
 ) -> dict[str, Any]:
     """Run every stage of the sweep that is not finished yet; returns a summary.
 
     stage_fn defaults to clapsweep.pipeline.run_stage; backend and tracker default to what
-    the spec asks for. With dry_run nothing is written or run: the result is describe_plan's.
+    the spec asks for (`retries` and `grace` then set the local backend's: how often a stage
+    whose worker died runs again, how long running stages get after an interrupt). With
+    dry_run nothing is written or run: the result is describe_plan's.
+
+    Interrupted (Ctrl-C; SIGTERM and SIGHUP under stop_signals) stops the sweep: no new
+    stage starts, the running ones stop (see the backend), and Interrupted is raised with the
+    summary of what ran as its `summary`. A stage that cannot write (disk full, over quota)
+    stops the sweep too: the summary's `stopped` says why. A .partial folder that another
+    live process on this host owns is left alone: "running elsewhere".
     """
     emit = on_event or (lambda event: None)
     if dry_run:
@@ -199,79 +265,163 @@ def run_sweep(
     ensure_data(spec, emit)  # before anything is written: a bad root leaves no trace
     plan = build_plan(spec)  # after the data exist: keys hold their fingerprints
     store = Store(spec.workdir)
-    with store.lock():
-        _write_records(spec, plan, store)
-        todo = [s for s in plan.stages.values() if not store.is_done(s.name)]
-        emit(
-            {
-                "event": "plan",
-                "stages_total": len(plan.stages),
-                "stages_cached": len(plan.stages) - len(todo),
-            }
+    with store.lock():  # a UserError when the workdir cannot be written
+        summary, stop = _run_locked(
+            spec, plan, store, backend, stage_fn, on_event, tracker, retries, grace, emit
         )
-        own_backend = backend is None
-        backend = backend or make_backend(spec)
-        tracker = tracker or make_tracker(spec)
-        executor = StageExecutor(
-            spec.workdir, spec.name, stage_fn or pipeline_stage, tracker, on_event
-        )
-        try:
-            summary = _run_layers(plan, store, backend, executor, emit)
-        finally:
-            if own_backend:
-                backend.close()
-        summary = {
-            "sweep": spec.name,
-            "workdir": spec.workdir,
-            "backend": backend.name,
-            "dry_run": False,
-            **summary,
-            "duration_s": round(time.time() - start, 3),
-        }
-        tracker.close(summary)
+    summary["duration_s"] = round(time.time() - start, 3)
+    if stop is not None:
+        stop.summary = summary
+        raise stop
     return summary
+
+
+def _run_locked(
+    spec: SweepSpec,
+    plan: Plan,
+    store: Store,
+    backend: Backend | None,
+    stage_fn: StageFn | None,
+    on_event: OnEvent | None,
+    tracker: Tracker | None,
+    retries: int | None,
+    grace: float | None,
+    emit: OnEvent,
+) -> tuple[dict[str, Any], Interrupted | None]:
+    try:
+        _write_records(spec, plan, store)
+    except OSError as e:  # nothing ran: every stage is "not run"
+        for tmp in ("spec.yaml.tmp", "plan.json.tmp"):  # what the failed writes left
+            with contextlib.suppress(OSError):
+                (store.workdir / tmp).unlink(missing_ok=True)
+        stopped = write_error_message(e, spec.workdir)
+        head = {"sweep": spec.name, "workdir": spec.workdir, "backend": spec.backend.kind}
+        return head | {"dry_run": False} | _summary(plan, {}, [], [], [], None, stopped), None
+    todo = [s for s in plan.stages.values() if not store.is_done(s.name)]
+    emit(
+        {
+            "event": "plan",
+            "stages_total": len(plan.stages),
+            "stages_cached": len(plan.stages) - len(todo),
+        }
+    )
+    own_backend = backend is None
+    backend = backend or make_backend(spec)
+    if own_backend and isinstance(backend, LocalBackend):
+        if retries is not None:
+            backend.retries = retries
+        if grace is not None:
+            backend.grace = grace
+    tracker = tracker or make_tracker(spec)
+    executor = StageExecutor(spec.workdir, spec.name, stage_fn or pipeline_stage, tracker, on_event)
+    try:
+        summary, stop = _run_layers(plan, store, backend, executor, emit)
+    finally:
+        if own_backend:
+            backend.close()
+    summary = {
+        "sweep": spec.name,
+        "workdir": spec.workdir,
+        "backend": backend.name,
+        "dry_run": False,
+        **summary,
+    }
+    tracker.close(summary)
+    return summary, stop
+
+
+BLOCKING = ("failed", "skipped", "elsewhere", "not run")
 
 
 def _run_layers(
     plan: Plan, store: Store, backend: Backend, executor: StageExecutor, emit: OnEvent
-) -> dict[str, Any]:
-    state: dict[str, str] = {}  # name -> cached | executed | failed | skipped
+) -> tuple[dict[str, Any], Interrupted | None]:
+    """Run the layers; the summary's counts and lists, and the interrupt that stopped them
+    (None when none did)."""
+    # name -> cached | executed | failed | skipped | elsewhere | not run
+    state: dict[str, str] = {}
     failures: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    for index, layer in enumerate(plan.layers()):
-        ready = []
-        for stage in layer:
-            if store.is_done(stage.name):
-                state[stage.name] = "cached"
+    elsewhere: list[dict[str, Any]] = []
+    stop: Interrupted | None = None
+    stopped: str | None = None  # why the sweep stopped early (a full disk)
+
+    def left_alone(stage: PlannedStage, owner: str) -> None:
+        state[stage.name] = "elsewhere"
+        elsewhere.append(stage.event_fields() | {"owner": owner})
+        emit({"event": "elsewhere", "owner": owner} | stage.event_fields())
+
+    try:
+        for index, layer in enumerate(plan.layers()):
+            ready = []
+            for stage in layer:
+                if store.is_done(stage.name):
+                    state[stage.name] = "cached"
+                    continue
+                blocked = [n for n in stage.inputs.values() if state.get(n) in BLOCKING]
+                if blocked:
+                    state[stage.name] = "skipped"
+                    skipped.append(stage.event_fields() | {"because": blocked[0]})
+                    emit({"event": "skipped", "because": blocked[0]} | stage.event_fields())
+                    continue
+                checks = getattr(backend, "checks_owners", False)
+                owner = store.live_owner(stage.name) if checks else None
+                if owner is not None:
+                    left_alone(stage, describe_owner(owner))
+                    continue
+                ready.append(stage)
+            if not ready:
                 continue
-            blocked = [n for n in stage.inputs.values() if state[n] in ("failed", "skipped")]
-            if blocked:
-                state[stage.name] = "skipped"
-                skipped.append(stage.event_fields() | {"because": blocked[0]})
-                emit({"event": "skipped", "because": blocked[0]} | stage.event_fields())
-                continue
-            ready.append(stage)
-        if not ready:
-            continue
-        emit({"event": "layer", "layer": index, "stages": len(ready)})
-        results = backend.run_layer(ready, executor)
-        for stage in ready:
-            outcome = results.get(stage.name)
-            told = stage.name in executor.reported  # in-process: already announced
-            if isinstance(outcome, dict) and store.is_done(stage.name):
-                state[stage.name] = "executed"
+            emit({"event": "layer", "layer": index, "stages": len(ready)})
+            try:
+                results = backend.run_layer(ready, executor)
+            except KeyboardInterrupt as e:
+                stop = interrupted(e)
+                results = stop.results
+            full = [o for o in results.values() if stops_sweep(o)]
+            if full:
+                stopped = str(full[0])
+            for stage in ready:
+                outcome = results.get(stage.name)
+                told = stage.name in executor.reported  # in-process: already announced
+                if isinstance(outcome, dict | None) and store.is_done(stage.name):
+                    state[stage.name] = "executed"
+                    if not told:
+                        seconds = store.meta(stage.name).get("duration_s")  # not queue time
+                        emit(
+                            {"event": "done", "result": outcome or {}, "seconds": seconds}
+                            | stage.event_fields()
+                        )
+                    continue
+                if outcome is None and (stop is not None or stopped is not None):
+                    state[stage.name] = "not run"  # never started, or stopped: not failed
+                    continue
+                if isinstance(outcome, StageBusy):
+                    left_alone(stage, outcome.owner)
+                    continue
+                state[stage.name] = "failed"
+                failure = _failure(store, stage, outcome)
+                failures.append(failure)
                 if not told:
-                    seconds = store.meta(stage.name).get("duration_s")  # not queue time
-                    emit(
-                        {"event": "done", "result": outcome, "seconds": seconds}
-                        | stage.event_fields()
-                    )
-                continue
-            state[stage.name] = "failed"
-            failure = _failure(store, stage, outcome)
-            failures.append(failure)
-            if not told:
-                emit({"event": "failed"} | failure | {"users": stage.users})
+                    emit({"event": "failed"} | failure | {"users": stage.users})
+            if stop is not None or stopped is not None:
+                break
+    except KeyboardInterrupt as e:  # between layers, or while recording one
+        stop = interrupted(e)
+    return _summary(plan, state, failures, skipped, elsewhere, stop, stopped), stop
+
+
+def _summary(
+    plan: Plan,
+    state: dict[str, str],
+    failures: list[dict[str, Any]],
+    skipped: list[dict[str, Any]],
+    elsewhere: list[dict[str, Any]],
+    stop: Interrupted | None,
+    stopped: str | None,
+) -> dict[str, Any]:
+    for name in plan.stages:
+        state.setdefault(name, "not run")
     count = list(state.values()).count
     return {
         "stages_total": len(plan.stages),
@@ -279,8 +429,13 @@ def _run_layers(
         "stages_cached": count("cached"),
         "stages_failed": count("failed"),
         "stages_skipped": count("skipped"),
+        "stages_elsewhere": count("elsewhere"),
+        "stages_not_run": count("not run"),
         "failures": failures,
         "skipped": skipped,
+        "elsewhere": elsewhere,
+        "interrupted": stop.signal_name if stop is not None else None,
+        "stopped": stopped,
     }
 
 

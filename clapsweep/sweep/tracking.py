@@ -6,7 +6,18 @@ continues its run (resume="allow") instead of starting a second one. Its config 
 config plus every swept value of the trials that use the stage (row, strategy, sigma,
 sigma_ds, beta, replay, fraction, seed, task: one value when all trials agree, else the list).
 Training progress is logged step by step, and the final result dict (metrics, Improvement-Set
-counts) becomes the run's summary.
+counts) becomes the run's summary. Per-task values only ever appear under task-qualified keys
+(`esc50/accuracy`, `esc50/per_fold/1`, ...): an eval over several tasks reports one
+{"task": t, "accuracy": a} event per task, logged as {"<t>/accuracy": a}, and its result
+{task: {...}} is flattened the same way, so no top-level `accuracy` holds one task's value.
+
+The sweep's summary run (id `<sweep>-summary`) holds the driver's counts (`close`) and the
+report's tables (`log_tables`, `clapsweep report --wandb`). Each write replays the latest of
+both, kept in <workdir>/wandb/summary.json, into the run. Online, resume="allow" with the fixed
+id updates the one run. Offline, wandb cannot resume a run and writes a new folder on every
+init, so the earlier offline folders of the summary id are removed once the new one is
+finished: a sweep has one summary folder, holding the latest tables and counts, however often
+it runs and reports.
 
 Offline by default: runs are written under <workdir>/wandb/wandb/offline-run-* and
 `clapsweep sync` uploads them. The environment (WANDB_MODE, WANDB_DIR, WANDB_CACHE_DIR,
@@ -18,20 +29,24 @@ string. No API key is read or written here; online mode uses the key wandb finds
 from __future__ import annotations
 
 import dataclasses
+import json
 import netrc
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from clapsweep.errors import UserError
+from clapsweep.store import write_json
 from clapsweep.sweep.plan import PlannedStage
 from clapsweep.sweep.runner import Tracker, TrackerRun
 from clapsweep.sweep.spec import SweepSpec
 
 # Swept values a run's config carries, in this order.
 SWEPT = ("row", "strategy", "sigma", "sigma_ds", "beta", "replay", "fraction", "seed", "task")
+SUMMARY_STATE = "summary.json"  # in the tracker's wandb folder: what the summary run holds
 
 
 class WandbTracker(Tracker):
@@ -91,7 +106,7 @@ class WandbTracker(Tracker):
             job_type=stage.kind,
             config=self.run_config(stage),
         )
-        return WandbRun(run)
+        return WandbRun(run, stage_tasks(stage))
 
     def run_config(self, stage: PlannedStage) -> dict[str, Any]:
         """The stage config, its identity, its trials and their swept values."""
@@ -144,24 +159,69 @@ class WandbTracker(Tracker):
             return
         counts = {k: v for k, v in summary.items() if k not in ("failures", "skipped")}
         failures = [{"name": f["name"], "message": f["message"]} for f in summary["failures"]]
-        run = self._summary_run()
-        run.summary.update(counts | {"failures": failures})
-        run.finish()
+        self.write_summary(summary=counts | {"failures": failures})
 
     def log_tables(self, tables: dict[str, tuple[list[str], list[list[Any]]]]) -> None:
         """Log aggregated tables, {name: (columns, rows)}, as wandb.Tables to the summary run."""
         if self.mode == "disabled" or not tables:
             return
+        self.write_summary(
+            tables={name: {"columns": list(c), "data": rows} for name, (c, rows) in tables.items()}
+        )
+
+    @property
+    def summary_state_path(self) -> Path:
+        return self.wandb_dir / SUMMARY_STATE
+
+    def summary_state(self) -> dict[str, Any]:
+        """What the summary run holds: {"summary": {...}, "tables": {name: {columns, data}}};
+        empty when there is none yet or the file is damaged (the next write replaces it)."""
+        try:
+            state = json.loads(self.summary_state_path.read_text())
+        except (OSError, ValueError):
+            state = None
+        if not isinstance(state, dict):
+            state = {}
+        return {
+            "summary": state.get("summary") if isinstance(state.get("summary"), dict) else {},
+            "tables": state.get("tables") if isinstance(state.get("tables"), dict) else {},
+        }
+
+    def write_summary(
+        self, summary: dict[str, Any] | None = None, tables: dict[str, Any] | None = None
+    ) -> Path | None:
+        """Update the summary run with `summary` values and `tables` ({name: {columns,
+        data}}); returns its offline folder (None online). Offline, the run is written anew
+        with every value and table it holds (summary.json) and the older folders of its id
+        are removed afterwards; online, only the new ones are sent to the resumed run."""
+        state = self.summary_state()
+        state["summary"].update(summary or {})
+        state["tables"].update(tables or {})
+        self.wandb_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.summary_state_path, state)
+        offline = self.mode == "offline"
         import wandb
 
         run = self._summary_run()
-        run.log(
-            {
-                name: wandb.Table(columns=list(cols), data=rows)
-                for name, (cols, rows) in tables.items()
-            }
-        )
+        shown = state["tables"] if offline else (tables or {})
+        if shown:
+            run.log(
+                {
+                    name: wandb.Table(columns=list(t["columns"]), data=t["data"])
+                    for name, t in shown.items()
+                }
+            )
+        values = state["summary"] if offline else (summary or {})
+        if values:
+            run.summary.update(values)
+        folder = Path(run.dir).parent
         run.finish()
+        if not offline:
+            return None
+        for old in offline_run_folders(self.wandb_dir, run_id(self.sweep, "summary")):
+            if old.resolve() != folder.resolve():
+                shutil.rmtree(old, ignore_errors=True)
+        return folder
 
     def _summary_run(self) -> Any:
         return self._init(
@@ -173,16 +233,17 @@ class WandbTracker(Tracker):
 
 
 class WandbRun(TrackerRun):
-    def __init__(self, run: Any) -> None:
+    def __init__(self, run: Any, tasks: Any = ()) -> None:
         self.run = run
+        self.tasks = set(tasks)  # result keys that are tasks: flattened to "<task>/<metric>"
 
     def log(self, metrics: dict[str, Any]) -> None:
         # wandb numbers the steps itself: a resumed stage may report a step it reported
         # before its interruption, which W&B would refuse as a step going backwards.
-        self.run.log(dict(metrics))
+        self.run.log(task_metrics(metrics))
 
     def finish(self, result: dict[str, Any]) -> None:
-        self.run.summary.update(result)
+        self.run.summary.update(flatten_tasks(result, self.tasks))
         self.run.finish()
 
     def fail(self, message: str) -> None:
@@ -193,6 +254,66 @@ class WandbRun(TrackerRun):
 def run_id(sweep: str, name: str) -> str:
     """A deterministic W&B run id: letters, digits, '-' and '_' only."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", f"{sweep}-{name}")[:128]
+
+
+def offline_run_folders(wandb_dir: str | Path, rid: str) -> list[Path]:
+    """The offline folders of run `rid` under a wandb dir, oldest first. wandb names them
+    offline-run-<YYYYMMDD_HHMMSS>-<id>, adding -<n> when that name is taken (two inits in
+    one second), and writes run-<id>.wandb inside."""
+    pattern = re.compile(r"offline-run-\d{8}_\d{6}-" + re.escape(rid) + r"(-\d+)?")
+    out = []
+    for path in Path(wandb_dir).glob("**/offline-run-*"):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        match = pattern.fullmatch(path.name)
+        if match is None:
+            continue
+        logs = list(path.glob("run-*.wandb"))
+        if match.group(1) and logs and not (path / f"run-{rid}.wandb").is_file():
+            continue  # the suffix was part of another run's id
+        out.append(path)
+    return sorted(out, key=lambda p: p.name)
+
+
+def stage_tasks(stage: PlannedStage) -> set[str]:
+    """The tasks a stage's results may be keyed by: its trials' and its config's."""
+    tasks = {t for user in stage.users for t in user.get("tasks") or []}
+    data = stage.config.get("data")
+    if isinstance(data, dict):
+        tasks.update(data.get("tasks") or [])
+    return tasks
+
+
+def task_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A progress event as W&B keys: {"task": "esc50", "accuracy": 0.8} is logged as
+    {"esc50/accuracy": 0.8}; events without a task are logged as they are."""
+    task = metrics.get("task")
+    if not isinstance(task, str):
+        return dict(metrics)
+    return {f"{task}/{k}": v for k, v in metrics.items() if k != "task"}
+
+
+def flatten_tasks(result: dict[str, Any], tasks: Any) -> dict[str, Any]:
+    """A result with per-task entries as W&B summary keys: {"esc50": {"accuracy": 0.8,
+    "per_fold": {"1": 0.7}}} -> {"esc50/accuracy": 0.8, "esc50/per_fold/1": 0.7}."""
+    out: dict[str, Any] = {}
+    for key, value in result.items():
+        if key in tasks and isinstance(value, dict):
+            out.update(_flatten(value, key))
+        else:
+            out[key] = value
+    return out
+
+
+def _flatten(value: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}/{key}"
+        if isinstance(item, dict) and item:
+            out.update(_flatten(item, name))
+        else:
+            out[name] = item
+    return out
 
 
 def has_api_key() -> bool:

@@ -400,3 +400,32 @@ def test_users_of_a_changed_upstream_output_are_recomputed(tmp_path):
     rerun = {json.loads(line)["name"] for line in calls.read_text().splitlines()}
     assert teacher.name in rerun and embed.name in rerun
     assert all(store.is_done(s) for s in plan.stages)
+
+
+def test_a_damaged_input_names_the_stage_to_remove(tmp_path):
+    """A same-size corruption the store cannot see fails the users; their message says which
+    input folder to remove, and removing it makes the next run recompute and finish."""
+    spec = load_spec(write_spec(tmp_path))
+    run_sweep(spec, stage_fn=FakeStages())
+    store = Store(spec.workdir)
+    plan = build_plan(spec)
+    teacher = next(s for s in plan.stages.values() if s.kind == "teacher")
+    users = [s for s in plan.stages.values() if teacher.name in s.inputs.values()]
+
+    class Reads(FakeStages):
+        def __call__(self, kind, config, inputs, out, report=None):
+            for path in inputs.values():
+                if (path / "out.json").read_text().startswith("{xx"):
+                    raise UserError(f"{path / 'out.json'}: not readable")
+            return super().__call__(kind, config, inputs, out, report)
+
+    out = store.final(teacher.name) / "out.json"
+    text = out.read_text()
+    out.write_text("{xx" + text[3:])  # same size: meta.json's sizes still match
+    for s in users:
+        shutil.rmtree(store.final(s.name))
+    summary = run_sweep(spec, stage_fn=Reads())
+    messages = [f["message"] for f in summary["failures"]]
+    assert messages and all(f"input stage {teacher.name} is damaged: remove" in m for m in messages)
+    shutil.rmtree(store.final(teacher.name))
+    assert run_sweep(spec, stage_fn=Reads())["stages_failed"] == 0

@@ -218,6 +218,13 @@ class StageExecutor:
             message = str(e)
         else:
             message = f"{type(e).__name__}: {e}"
+        for name in stage.inputs.values():
+            if str(store.final(name)) in message:  # a damaged input: say how to get it anew
+                message += (
+                    f" (input stage {name} is damaged: remove {store.final(name)} and run "
+                    "again to recompute it; `clapsweep verify` checks stages)"
+                )
+                break
         record = store.fail(stage.name, message, traceback.format_exc())
         if run is not None:
             with contextlib.suppress(Exception):

@@ -245,7 +245,10 @@ def _train(model, data, cfg, out_dir, cache, clip_samples, report, dev, seed, ev
     optimizer = make_optimizer(model, cfg, dev)
     per_epoch = steps_per_epoch(cfg, len(data.main), data.teacher_pairs)
     if per_epoch == 0:
-        raise ValueError(f"training needs at least 2 pairs, got {len(data.main)}")
+        raise UserError(
+            f"training needs at least 2 pairs (a contrastive batch needs a negative), got "
+            f"{len(data.main)}; for a student, lower its curation threshold"
+        )
     total = planned_steps(cfg, len(data.main), data.teacher_pairs)
     scheduler = make_scheduler(optimizer, cfg, total)
     state = {"epoch": 0, "batch": 0, "step": 0, "skipped": 0, "seconds": 0.0, "last": {}}

@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import hashlib
+import shutil
 from collections import Counter
 
 import pytest
@@ -318,3 +319,7 @@ def test_data_content_is_in_the_keys(tmp_path):
     # teachers and their own evaluations on us8k or tut17 alone do not.
     assert {s.kind for s in changed} >= {"embed", "curate", "student", "eval"}
     assert not any(s.kind == "teacher" for s in changed)
+    # The same files under another root: the same keys (and so the same random streams).
+    shutil.copytree(root, tmp_path / "moved")
+    data["data"]["root"] = str(tmp_path / "moved")
+    assert {s.name for s in plan_of(data).stages.values()} == after

@@ -53,7 +53,7 @@ from clapsweep.sweep.spec import STAGE_KINDS, CurateSpec, RowSpec, SweepSpec, ro
 
 # Bump when a stage's code changes what it produces: every key changes, everything reruns.
 # 2: the authors' student epoch, batches without repeats, stage-keyed random streams,
-#    explicit teacher splits, data fingerprints.
+#    explicit teacher splits, data fingerprints instead of the data root.
 SCHEMA_VERSION = 2
 
 
@@ -135,6 +135,9 @@ def _key_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps(config))  # a deep copy that also proves it is JSON-able
     out.pop("runtime", None)
     out.pop("msclap_checkpoint", None)
+    # Data enter by their fingerprints, not their location: the same datasets under another
+    # root give the same keys, hence the same random streams and the same numbers.
+    out.get("data", {}).pop("root", None)
     if "model" in out:
         out["model"].pop("audio_checkpoint", None)
     if "train" in out:

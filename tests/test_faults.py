@@ -79,6 +79,10 @@ def cli(argv: list[str]) -> int:
     return command_line.main(argv)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Driver:
     """`clapsweep run SPEC --no-track ARGS` in a subprocess, its output in files."""
 
@@ -97,6 +101,9 @@ class Driver:
             stdout=self.out,
             stderr=self.err,
             start_new_session=True,  # its own process group, as a shell gives a command
+            # As in a terminal: a shell running this suite in the background (`cmd &`
+            # without job control) hands its children SIGINT ignored.
+            preexec_fn=_default_sigint,
         )
 
     def signal(self, signum: int, group: bool = False) -> None:

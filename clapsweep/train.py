@@ -27,6 +27,7 @@ from clapsweep.errors import UserError
 from clapsweep.loader import MAIN, PairDataset, batches_per_pass, epoch_batches, make_loader
 from clapsweep.losses import clap_loss, soft_clap_loss, soft_targets, target_stats
 from clapsweep.seeds import derive_seed
+from clapsweep.store import write_json
 from clapsweep.torchload import load_trusted_weights
 
 CHECKPOINT = "checkpoint.pt"
@@ -232,7 +233,7 @@ def train(
                         checkpoint_every, text_features, keep_text_features)  # fmt: skip
     _save_weights(model, cfg, out_dir / WEIGHTS)
     # Without the wall-clock seconds: the stage's files are a function of its key alone.
-    _write_json_atomic(out_dir / RESULT, {k: v for k, v in result.items() if k != "train_seconds"})
+    write_json(out_dir / RESULT, {k: v for k, v in result.items() if k != "train_seconds"})
     (out_dir / CHECKPOINT).unlink(missing_ok=True)  # only an unfinished stage needs it
     return result
 
@@ -338,12 +339,6 @@ def _train(model, data, cfg, out_dir, cache, clip_samples, report, dev, seed, ev
     if soft is not None:
         result["soft_labels"] = state["soft_labels"]
     return result
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
 
 
 def _frozen_prefixes(cfg: TrainConfig) -> list[str]:

@@ -23,6 +23,7 @@ __all__ = [
     "Pair",
     "load_dataset",
     "task_classes",
+    "subset_size",
     "teacher_pairs",
     "wild_clips",
 ]
@@ -83,11 +84,17 @@ def teacher_pairs(manifests: list[Manifest], fraction: float = 1.0, seed: int = 
             for i, caption in enumerate(record.captions):
                 pairs.append(Pair(f"{record.id}#{i}", record.id, record.path, caption))
     if fraction < 1.0:
-        keep = round(fraction * len(pairs))
-        if fraction > 0 and pairs:
-            keep = max(keep, 1)
+        keep = subset_size(len(pairs), fraction)
         pairs = sorted(pairs, key=lambda p: (_rank(seed, p.id), p.id))[:keep]
     return sorted(pairs, key=lambda p: p.id)
+
+
+def subset_size(n: int, fraction: float) -> int:
+    """How many of n teacher pairs a teacher data fraction keeps (at least 1 when > 0)."""
+    if fraction >= 1.0:
+        return n
+    keep = round(fraction * n)
+    return max(keep, 1) if fraction > 0 and n else keep
 
 
 def task_classes(manifest: Manifest) -> list[str]:

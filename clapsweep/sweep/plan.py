@@ -350,6 +350,7 @@ def student_schedule(spec: SweepSpec, plan: Plan) -> dict[str, Any]:
     """What the students will train on, from the manifests: teacher pairs per dataset, and
     each student's planned optimizer steps (None when they depend on an Improvement-Set's
     size, which curation decides: `student.epoch: improvement`)."""
+    from clapsweep.data.datasets import subset_size
     from clapsweep.pipeline import pair_counts  # reads the manifests (audio headers)
     from clapsweep.train import planned_steps
 
@@ -363,7 +364,7 @@ def student_schedule(spec: SweepSpec, plan: Plan) -> dict[str, Any]:
             continue
         cfg = TrainConfig(**stage.config["train"])
         fraction = stage.config["data"]["fraction"]
-        n_teacher = max(1, round(fraction * total)) if fraction < 1 else total
+        n_teacher = subset_size(total, fraction)
         by_teacher = cfg.steps_per_epoch or cfg.epoch == "teacher"
         steps = planned_steps(cfg, 2, n_teacher) if by_teacher else None
         for user in stage.users:

@@ -151,6 +151,14 @@ def pipeline_stage(
     return run_stage(kind, config, inputs, out, report)
 
 
+def stage_config(stage: PlannedStage) -> dict[str, Any]:
+    """The config a stage function gets: its own copy, with the stage key in `runtime` (the
+    key names the stage's random streams; runtime is outside the key)."""
+    config = json.loads(json.dumps(stage.config))
+    config["runtime"] = {**config.get("runtime", {}), "key": stage.key}
+    return config
+
+
 @dataclass
 class StageExecutor:
     """Runs one planned stage to completion in the store. Picklable when its fields are;
@@ -186,10 +194,7 @@ class StageExecutor:
                 if not store.is_done(name):
                     raise UserError(f"input {role} ({name}): {store.problem(name)}")
             upstream = store.input_outputs(stage.inputs)
-            config = json.loads(json.dumps(stage.config))  # the stage gets its own copy
-            # The key names the stage's random streams (runtime is outside the key).
-            config["runtime"] = {**config.get("runtime", {}), "key": stage.key}
-            result = self.stage_fn(stage.kind, config, inputs, work, progress)
+            result = self.stage_fn(stage.kind, stage_config(stage), inputs, work, progress)
             result = json.loads(json.dumps(result if result is not None else {}))
             meta = make_meta(
                 stage.kind, stage.key, stage.config, stage.inputs, result, started, time.time(),

@@ -4,7 +4,6 @@ on its key)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 from clapsweep.errors import UserError
 from clapsweep.store import META, Store, output_files
-from clapsweep.sweep.runner import StageFn, pipeline_stage, sweep_plan
+from clapsweep.sweep.runner import StageFn, pipeline_stage, stage_config, sweep_plan
 from clapsweep.sweep.spec import SweepSpec
 
 
@@ -41,11 +40,9 @@ def verify_stage(spec: SweepSpec, stage, stage_fn: StageFn = pipeline_stage) -> 
     stored = store.meta(stage.name)["files"]
     scratch = Path(tempfile.mkdtemp(prefix=f"clapsweep-verify-{stage.kind}-"))
     try:
-        config = json.loads(json.dumps(stage.config))
-        config["runtime"] = {**config.get("runtime", {}), "key": stage.key}
         inputs = {role: store.final(name) for role, name in stage.inputs.items()}
         out = scratch / stage.name
-        stage_fn(stage.kind, config, inputs, out, None)
+        stage_fn(stage.kind, stage_config(stage), inputs, out, None)
         now = {k: v for k, v in output_files(out).items() if k != META}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

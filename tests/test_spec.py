@@ -164,3 +164,22 @@ def test_shipped_smoke_sweep_loads(monkeypatch):
     assert spec.data.root.endswith("data/synthworld-tiny")
     assert [r.name for r in spec.grid.rows] == ["DU", "DU+SL", "DS+SL", "ADS+SL"]
     assert (spec.model.audio, spec.model.dim, spec.frontend.n_mels) == ("small_cnn", 64, 32)
+
+
+@pytest.mark.parametrize(
+    "splits,message",
+    [
+        ({"splits": {"esc50": ["1"]}}, "data.splits.esc50: not a teacher dataset; expected one of"),
+        ({"splits": {"clotho": []}}, "data.splits.clotho: expected at least one split"),
+        (
+            {"splits": {"clotho": ["development", "evaluation"]}},
+            "data.splits.clotho: evaluation is also a retrieval split",
+        ),
+        ({"retrieval_splits": {"tut17": ["x"]}}, "data.retrieval_splits.tut17: not a teacher"),
+    ],
+)
+def test_teacher_split_mistakes_are_named(tmp_path, splits, message):
+    data = copy.deepcopy(BASE)
+    data["data"] |= splits
+    with pytest.raises(ConfigError, match=message):
+        load_spec(write(tmp_path, data))

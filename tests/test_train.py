@@ -284,3 +284,8 @@ def test_finished_run_keeps_only_weights_and_frozen_tower_by_hash(tmp_path, pair
         again.caption_encoder.base.embeddings.word_embeddings.weight.add_(1.0)
     with pytest.raises(UserError, match="frozen weights caption_encoder.base"):
         load_weights(again, tmp_path / "model.pt")
+
+
+def test_a_one_pair_set_is_a_user_error(tmp_path, pairs):
+    with pytest.raises(UserError, match="training needs at least 2 pairs .* got 1; for a student"):
+        _train(tmp_path, pairs, TrainConfig(batch_size=4, epochs=1), data=TrainData(main=pairs[:1]))

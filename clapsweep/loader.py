@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -81,8 +82,14 @@ def epoch_batches(
     return batches
 
 
+class Unreadable(NamedTuple):
+    """What an unreadable clip yields in place of its sample."""
+
+    path: str
+
+
 class PairDataset(torch.utils.data.Dataset):
-    """Maps an Item to (crop, caption, source, index); an unreadable clip yields None."""
+    """Maps an Item to (crop, caption, source, index); an unreadable clip to Unreadable."""
 
     def __init__(self, main: Sequence, replay: Sequence, cache: AudioCache, clip_samples: int):
         self.sources = (main, replay)
@@ -97,22 +104,24 @@ class PairDataset(torch.utils.data.Dataset):
         try:
             wave = self.cache.load(pair.path)
         except AudioError:
-            return None
+            return Unreadable(pair.path)
         crop = random_crop(wave, self.clip_samples, torch.Generator().manual_seed(item.crop_seed))
         return crop, pair.caption, item.source, item.index
 
 
 def collate(samples: list) -> dict:
-    """Stacks a batch; clips that failed to decode are dropped and counted."""
-    good = [s for s in samples if s is not None]
+    """Stacks a batch; clips that failed to decode are dropped and named."""
+    good = [s for s in samples if not isinstance(s, Unreadable)]
+    bad = [s.path for s in samples if isinstance(s, Unreadable)]
     if not good:
-        return {"audio": None, "skipped": len(samples)}
+        return {"audio": None, "skipped": len(samples), "unreadable": bad}
     return {
         "audio": torch.stack([s[0] for s in good]),
         "captions": [s[1] for s in good],
         "source": good[0][2],
         "index": torch.tensor([s[3] for s in good]),
         "skipped": len(samples) - len(good),
+        "unreadable": bad,
     }
 
 

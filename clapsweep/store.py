@@ -182,6 +182,18 @@ class Store:
         self._log(name, f"finished in {meta.get('duration_s', 0):.1f} s")
         return final
 
+    def remove(self, name: str) -> None:
+        """Forget a finished stage (`run --redo`): renamed aside first, so a crash midway
+        leaves either the stage or nothing, never half of it."""
+        final = self.final(name)
+        if not final.exists():
+            return
+        aside = self.stages / f".{name}.removed-{os.getpid()}"
+        os.replace(final, aside)
+        _fsync_dir(self.stages)
+        shutil.rmtree(aside, ignore_errors=True)
+        self._log(name, "removed to be computed again (--redo)")
+
     def input_outputs(self, inputs: dict[str, str]) -> dict[str, str]:
         """Per input role, the output digest of the finished stage it names."""
         return {role: (self.meta(name) or {}).get("outputs", "") for role, name in inputs.items()}

@@ -11,9 +11,11 @@ weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +37,8 @@ WEIGHTS = "model.pt"
 RESULT = "train_result.json"  # written last: training is over, the checkpoint is gone
 TEXT_FEATURES = "text_features.pt"  # a frozen text tower's pooled output per caption
 FROZEN_TEXT = "caption_encoder.base."  # stored once, by content hash, when frozen
-MAX_LOG_SCALE = math.log(100.0)  # the logit scale parameter is clamped to [0, log 100]
+MAX_LOG_SCALE = math.log(100.0)
+MAX_LISTED = 20  # unreadable clips named in a result; the count covers them all  # the logit scale parameter is clamped to [0, log 100]
 
 
 @dataclass
@@ -243,6 +246,7 @@ def _train(model, data, cfg, out_dir, cache, clip_samples, report, dev, seed, ev
     model.caption_encoder.base.requires_grad_(not cfg.freeze_text)
     if cfg.channels_last and dev.type == "cuda":  # on CPU it measured slower (docs/benchmarks.md)
         model.to(memory_format=torch.channels_last)
+    check_space(model, out_dir)
     optimizer = make_optimizer(model, cfg, dev)
     per_epoch = steps_per_epoch(cfg, len(data.main), data.teacher_pairs)
     if per_epoch == 0:
@@ -253,7 +257,7 @@ def _train(model, data, cfg, out_dir, cache, clip_samples, report, dev, seed, ev
     total = planned_steps(cfg, len(data.main), data.teacher_pairs)
     scheduler = make_scheduler(optimizer, cfg, total)
     state = {"epoch": 0, "batch": 0, "step": 0, "skipped": 0, "seconds": 0.0, "last": {}}
-    state["soft_labels"] = []
+    state["soft_labels"], state["unreadable"] = [], []
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.exists():
         state |= _restore(ckpt_path, model, optimizer, scheduler, dev)
@@ -284,6 +288,7 @@ def _train(model, data, cfg, out_dir, cache, clip_samples, report, dev, seed, ev
         for batch in loader:
             state["batch"] += 1
             state["skipped"] += batch["skipped"]
+            state["unreadable"] = sorted({*state["unreadable"], *batch["unreadable"]})
             if batch["audio"] is None or len(batch["captions"]) < 2:
                 continue
             loss = _batch_loss(model, forward, frozen, batch, data, cfg, dev, autocast)
@@ -333,12 +338,28 @@ def _train(model, data, cfg, out_dir, cache, clip_samples, report, dev, seed, ev
         "steps_per_epoch": per_epoch,
         "final_loss": state["last"].get("loss"),
         "train_seconds": state["seconds"],
-        "skipped_clips": state["skipped"],
+        "skipped_clips": state["skipped"],  # draws of an unreadable clip
+        "unreadable_clips": state["unreadable"][:MAX_LISTED],  # which (the first ones)
         "logit_scale": model.scale().item(),
     }
     if soft is not None:
         result["soft_labels"] = state["soft_labels"]
     return result
+
+
+def check_space(model: torch.nn.Module, out_dir: Path) -> None:
+    """Fail before the first step, not at the first checkpoint: a checkpoint holds the
+    trainable weights and AdamW's two moments (3x), written beside the one before it, and
+    model.pt adds the weights once more. A raised ENOSPC stops the sweep with the free space
+    and the fix, as a full disk met later does."""
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    ckpt = out_dir / CHECKPOINT
+    need = 7 * trainable - (ckpt.stat().st_size if ckpt.is_file() else 0)
+    if shutil.disk_usage(out_dir).free < need:
+        raise OSError(
+            errno.ENOSPC, f"Not enough space for training: about {need / 1e6:.0f} MB is needed",
+            str(ckpt),
+        )  # fmt: skip
 
 
 def _frozen_prefixes(cfg: TrainConfig) -> list[str]:

@@ -409,6 +409,33 @@ def json_calls(folder: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+# ----------------------------------------------------------------------------- --redo
+
+
+@pytest.mark.slow
+def test_redo_recomputes_a_stage_and_what_reads_it_only_when_its_output_changed(tmp_path):
+    """`--redo` by key prefix: a teacher computed again to the same bytes leaves its 11
+    dependants cached; computed to other bytes (a bigger file), the stages that read it are
+    stale and run again, and theirs only if their bytes changed (the stand-ins' do not). A
+    key no stage has is one message and exit 2, with nothing removed."""
+    spec, layers = sweep(tmp_path, workers=0)
+    (teacher,) = layers[0]
+    assert Driver(tmp_path / "first", spec).wait(60)[0] == 0
+    prefix = teacher.split("-", 1)[1][:6]
+    code, _, err = Driver(tmp_path / "same", spec, "--redo", prefix).wait(60)
+    assert code == 0, err
+    assert [c["name"] for c in json_calls(tmp_path / "same")] == [teacher]
+    code, _, err = Driver(tmp_path / "other", spec, "--redo", teacher, big={"teacher": 1}).wait(60)
+    assert code == 0, err
+    plan = build_plan(load_spec(spec))
+    readers = {n for n, s in plan.stages.items() if teacher in s.inputs.values()}
+    assert len(readers) == 5  # embed, the teacher's eval, 3 students
+    assert {c["name"] for c in json_calls(tmp_path / "other")} == readers | {teacher}
+    code, _, err = Driver(tmp_path / "bad", spec, "--redo", "zzzz").wait(60)
+    assert code == 2 and "--redo zzzz: no stage of this sweep" in err and "Traceback" not in err
+    assert Store(load_spec(spec).workdir).is_done(teacher)
+
+
 # ----------------------------------------------------------------------------- disk full
 
 

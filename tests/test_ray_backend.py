@@ -245,3 +245,45 @@ def test_resources_beyond_the_local_ray_are_refused(tmp_path, backend):
         make_backend(spec).connect()
     spec.backend.resources = {"teacher": ResourceSpec(cpu=1)}
     make_backend(spec).connect()  # one CPU is always there
+
+
+@pytest.mark.slow
+def test_a_stage_a_live_process_owns_is_left_alone_on_a_local_ray(tmp_path, backend):
+    """The local Ray runs on this host, so it checks owners as the local backend does: a
+    teacher whose .partial a live process owns is neither run nor failed, what needs it is
+    skipped, and a trial that meets a busy stage (a race the check cannot see) reports it
+    busy too, not failed."""
+    import socket
+
+    from clapsweep import store as store_module
+    from clapsweep.store import StageBusy
+
+    spec = smoke_spec(tmp_path)
+    plan = build_plan(spec)
+    store = Store(spec.workdir)
+    (teacher,) = [n for n, s in plan.stages.items() if s.kind == "teacher"]
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        store.partial(teacher).mkdir(parents=True)
+        owner = {
+            "host": socket.gethostname(),
+            "pid": child.pid,
+            "started": "then",
+            "process_start": store_module._process_start(child.pid),
+        }
+        store.owner_path(teacher).write_text(json.dumps(owner))
+        log = tmp_path / "calls.jsonl"
+        summary = run_sweep(spec, backend=backend, stage_fn=RecordingStages(log))
+        assert backend.checks_owners
+        assert summary["stages_elsewhere"] == 1 and summary["elsewhere"][0]["name"] == teacher
+        assert summary["stages_failed"] == 0 and summary["stages_executed"] == 0
+        assert store.failure(teacher) is None and not calls(log)
+
+        from clapsweep.sweep.plan import PlannedStage
+        from clapsweep.sweep.ray_backend import _stage_failure
+
+        busy = _stage_failure(store, PlannedStage("teacher", "k", {}, {}), StageBusy("x", "o"))
+        assert isinstance(busy, StageBusy) and store.failure("teacher-k") is None
+    finally:
+        child.kill()
+        child.wait()

@@ -402,9 +402,9 @@ def test_users_of_a_changed_upstream_output_are_recomputed(tmp_path):
     assert all(store.is_done(s) for s in plan.stages)
 
 
-def test_a_damaged_input_names_the_stage_to_remove(tmp_path):
-    """A same-size corruption the store cannot see fails the users; their message says which
-    input folder to remove, and removing it makes the next run recompute and finish."""
+def test_a_damaged_input_names_the_stage_to_redo(tmp_path):
+    """A same-size corruption the store cannot see fails the users; their message names the
+    input stage and `--redo` for it, and redoing it makes the next run recompute and finish."""
     spec = load_spec(write_spec(tmp_path))
     run_sweep(spec, stage_fn=FakeStages())
     store = Store(spec.workdir)
@@ -426,6 +426,6 @@ def test_a_damaged_input_names_the_stage_to_remove(tmp_path):
         shutil.rmtree(store.final(s.name))
     summary = run_sweep(spec, stage_fn=Reads())
     messages = [f["message"] for f in summary["failures"]]
-    assert messages and all(f"input stage {teacher.name} is damaged: remove" in m for m in messages)
-    shutil.rmtree(store.final(teacher.name))
-    assert run_sweep(spec, stage_fn=Reads())["stages_failed"] == 0
+    redo = f"input stage {teacher.name} is damaged: rerun with --redo {teacher.name}"
+    assert messages and all(redo in m for m in messages)
+    assert run_sweep(spec, stage_fn=Reads(), redo=[teacher.name])["stages_failed"] == 0

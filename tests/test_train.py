@@ -117,6 +117,36 @@ def test_corrupt_clip_is_skipped_and_counted(tmp_path, pairs):
     cfg = TrainConfig(batch_size=4, epochs=1, seed=0)
     _, result = _train(tmp_path / "o", pairs, cfg, data=data)
     assert result["skipped_clips"] == 1 and result["steps"] == 1
+    assert result["unreadable_clips"] == [str(bad)]
+
+
+def test_training_that_cannot_fit_its_checkpoints_stops_before_the_first_step(tmp_path, pairs):
+    """On a 4 MiB tmpfs (a real small filesystem; root only) the checkpoints of a model that
+    trains its text tower (7 x 90 MB of trainable weights and moments) cannot fit: ENOSPC with the need, before any step
+    and before anything is written, so the sweep stops with its disk-full message at once."""
+    import errno
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs (mount -t tmpfs)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        steps = []
+        cfg = TrainConfig(batch_size=4, epochs=1, seed=0, log_every=1, freeze_text=False)
+        with pytest.raises(OSError) as caught:
+            _train(disk / "o", pairs, cfg, report=steps.append)
+        assert caught.value.errno == errno.ENOSPC and "MB is needed" in caught.value.strerror
+        assert caught.value.filename == str(disk / "o" / "checkpoint.pt")
+        assert steps == [] and list((disk / "o").iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 # ----------------------------------------------------------------------------- batches

@@ -45,6 +45,13 @@ def add_commands(subparsers: Any) -> None:
         help="local workers: on SIGINT/SIGTERM/SIGHUP the running stages get this long to "
         "finish before their workers are stopped (default 10; a second signal stops at once)",
     )
+    run.add_argument(
+        "--redo",
+        action="append",
+        metavar="KEY",
+        help="compute this stage again (its name, key or a unique key prefix; repeatable); "
+        "stages that read it follow when its output changes",
+    )
     run.set_defaults(handler=cmd_run)
     stat = subparsers.add_parser("status", help="what is done / running / failed, per stage")
     stat.add_argument("sweep", metavar="SWEEP", help="the sweep's YAML file")
@@ -124,7 +131,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = None
     try:
         with stop_signals():
-            summary = run_sweep(spec, on_event=on_event, retries=args.retries, grace=args.grace)
+            summary = run_sweep(
+                spec, on_event=on_event, retries=args.retries, grace=args.grace, redo=args.redo
+            )
     except Interrupted as e:
         if e.summary is None:  # before the first layer, or while it was wrapping up
             with contextlib.suppress(OSError):

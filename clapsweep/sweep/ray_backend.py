@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from clapsweep.errors import UserError
-from clapsweep.store import Store
+from clapsweep.store import StageBusy, Store
 from clapsweep.sweep.local import Backend, Execute
 from clapsweep.sweep.plan import PlannedStage
 from clapsweep.sweep.spec import ResourceSpec, SweepSpec
@@ -70,6 +70,12 @@ class RayBackend(Backend):
         self.resources = dict(spec.backend.resources)
         self.started = False  # True when this backend started Ray (close() stops it)
         self.init_s: float | None = None  # seconds ray.init took (for timing reports)
+
+    @property
+    def checks_owners(self) -> bool:
+        """A local Ray's trials run on this host, where a live owner can be told from a dead
+        one (Store.live_owner); a cluster's run on other hosts."""
+        return self.address is None
 
     # ------------------------------------------------------------------ Ray runtime
 
@@ -195,6 +201,8 @@ def _stage_failure(store: Store, stage: PlannedStage, error: BaseException | Non
 
     if isinstance(error, StageFailed):
         return StageFailed(stage.name, error.message, error.log)
+    if isinstance(error, StageBusy):  # another run's stage: left alone, nothing recorded
+        return StageBusy(error.name, error.owner)
     if error is None:
         message, text = "the Ray trial ended without finishing the stage", ""
     else:

@@ -226,8 +226,8 @@ class StageExecutor:
         for name in stage.inputs.values():
             if str(store.final(name)) in message:  # a damaged input: say how to get it anew
                 message += (
-                    f" (input stage {name} is damaged: remove {store.final(name)} and run "
-                    "again to recompute it; `clapsweep verify` checks stages)"
+                    f" (input stage {name} is damaged: rerun with --redo {name} to compute "
+                    "it again; `clapsweep verify` checks stages)"
                 )
                 break
         record = store.fail(stage.name, message, traceback.format_exc())
@@ -256,6 +256,7 @@ def run_sweep(
     tracker: Tracker | None = None,
     retries: int | None = None,
     grace: float | None = None,
+    redo: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run every stage of the sweep that is not finished yet; returns a summary.
 
@@ -268,7 +269,8 @@ def run_sweep(
     stage starts, the running ones stop (see the backend), and Interrupted is raised with the
     summary of what ran as its `summary`. A stage that cannot write (disk full, over quota)
     stops the sweep too: the summary's `stopped` says why. A .partial folder that another
-    live process on this host owns is left alone: "running elsewhere".
+    live process on this host owns is left alone: "running elsewhere". `redo` names stages
+    (by name, key or key prefix) to forget first; their dependants then recompute as stale.
     """
     emit = on_event or (lambda event: None)
     if dry_run:
@@ -277,7 +279,10 @@ def run_sweep(
     ensure_data(spec, emit)  # before anything is written: a bad root leaves no trace
     plan = build_plan(spec)  # after the data exist: keys hold their fingerprints
     store = Store(spec.workdir)
+    doomed = [resolve_stage(plan, text) for text in redo or []]
     with store.lock():  # a UserError when the workdir cannot be written
+        for name in doomed:
+            store.remove(name)
         summary, stop = _run_locked(
             spec, plan, store, backend, stage_fn, on_event, tracker, retries, grace, emit
         )
@@ -286,6 +291,21 @@ def run_sweep(
         stop.summary = summary
         raise stop
     return summary
+
+
+def resolve_stage(plan: Plan, text: str) -> str:
+    """The plan's stage named by `text`: its full name, its key, or a unique key prefix."""
+    names = [n for n, s in plan.stages.items() if text in (n, s.key)]
+    names = names or [n for n, s in plan.stages.items() if s.key.startswith(text)]
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UserError(
+            f"--redo {text}: no stage of this sweep has that name or key; "
+            "`clapsweep status SWEEP --json` lists them"
+        )
+    raise UserError(f"--redo {text}: names {len(names)} stages ({', '.join(names[:3])}, ...); "
+                    "give more of the key")  # fmt: skip
 
 
 def _run_locked(

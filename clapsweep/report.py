@@ -26,6 +26,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -647,6 +648,7 @@ def _fold_tables(
                             folds.append(fold)
         if not folds:
             continue
+        folds.sort(key=fold_order)  # meta.json stores them sorted as text: 1, 10, 2, ...
         rows = []
         for row in table.rows:
             if row.source != "sweep":
@@ -658,6 +660,13 @@ def _fold_tables(
             rows.append((row.name, cells))
         out.append(FoldTable(task, folds, rows))
     return out
+
+
+def fold_order(fold: str) -> tuple[bool, list[str | int]]:
+    """Sort key: numeric folds numerically (2 before 10), then named ones, also naturally."""
+    # re.split with a group alternates text and digit runs, so the types line up by position.
+    parts = [int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", fold))]
+    return not fold.isdigit(), parts
 
 
 def _fold_getter(task: str, fold: str) -> Callable[[dict], float | None]:
@@ -788,7 +797,10 @@ def table_seeds(table: Table) -> list[Any]:
 
 def seeds_text(table: Table) -> str:
     """'seeds 0, 1, 2', 'seed 3', or 'no seeds' when no seeded value is in the table."""
-    seeds = table_seeds(table)
+    return _seeds_phrase(table_seeds(table))
+
+
+def _seeds_phrase(seeds: list[Any]) -> str:
     if not seeds:
         return "no seeds"
     return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
@@ -800,6 +812,23 @@ def _caption(table: Table) -> str:
         where += f", teacher fraction {table.fraction:g}"
     stat = "mean ± sample std over seeds (n seeds)"
     return f"{table.title}; {where}; {stat}; {seeds_text(table)}"
+
+
+def all_notes(table: Table) -> list[str]:
+    """The table's notes, then the rows with fewer seeds, then the † cells."""
+    return table.notes + _seed_notes(table) + _incomplete_notes(table)
+
+
+def _seed_notes(table: Table) -> list[str]:
+    """'OC, DU+SL: seeds 0, 1 only (the table has seeds 0, 1, 2)' for each row whose values
+    come from other seeds than the caption's: the caption alone would claim them all."""
+    seeds = table_seeds(table)
+    out = []
+    for row in table.rows:
+        mine = sorted({s for c in row.cells.values() for s in c.seeds if s is not None})
+        if mine and mine != seeds:
+            out.append(f"{row.name}: {_seeds_phrase(mine)} only (the table: {seeds_text(table)})")
+    return out
 
 
 def _incomplete_notes(table: Table) -> list[str]:
@@ -824,7 +853,7 @@ def render_text(table: Table, out: TextIO, tty: bool | None = None) -> None:
         sections.append(
             (f"Per-fold accuracy, {paper.column_label(ft.task)} (%)", headers, body, {})
         )
-    notes = table.notes + _incomplete_notes(table)
+    notes = all_notes(table)
     if tty:
         from rich.console import Console
         from rich.table import Table as RichTable
@@ -886,7 +915,7 @@ def render_md(table: Table) -> str:
             [name] + [cell_text(cells[f], PERCENT) for f in ft.columns] for name, cells in ft.rows
         ]
         lines += _md_lines(["Model"] + [f"fold {f}" for f in ft.columns], body)
-    notes = table.notes + _incomplete_notes(table)
+    notes = all_notes(table)
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -944,7 +973,7 @@ def render_latex(table: Table) -> str:
             ]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    notes = table.notes + _incomplete_notes(table)
+    notes = all_notes(table)
     if notes:
         lines.append(r"\par\footnotesize")
         lines += [latex_escape(n) + r"\\" for n in notes]
@@ -1070,7 +1099,7 @@ def table_json(table: Table) -> dict[str, Any]:
             }
             for r in table.rows
         ],
-        "notes": table.notes + _incomplete_notes(table),
+        "notes": all_notes(table),
     }
     if table.folds:
         data["folds"] = {
@@ -1240,6 +1269,9 @@ def report_command(
             plot_table(table, plot)
         except OSError as e:
             raise UserError(f"--plot {plot}: cannot write it ({_why(e)})") from None
+        except RuntimeError as e:  # a format matplotlib lists but cannot write here (.pgf)
+            Path(plot).unlink(missing_ok=True)
+            raise UserError(f"--plot {plot}: matplotlib cannot write it here ({e})") from None
         print(f"report: wrote {plot}", file=err)
     if tracker is not None:
         tracker.log_tables(wandb_tables(table))

@@ -637,3 +637,44 @@ def test_plot_with_an_unsupported_extension_is_one_message(table2, tmp_path, cap
     assert err.startswith(f"clapsweep: error: --plot {target}: ")
     assert "is not a figure format" in err and ".png" in err and ".pdf" in err and ".svg" in err
     assert not target.exists() and not target.with_suffix(".png").exists()
+
+
+def test_folds_are_in_natural_order(tmp_path):
+    spec, plan, store = make_sweep(tmp_path, "nat", seeds=(0,))
+    # meta.json stores the folds sorted as text: "1", "10", "2", ..., "dev", "eval".
+    folds = {"us8k": {f: 0.5 for f in ["eval", "dev", "2", "10", "1", *map(str, range(3, 10))]}}
+    finish_eval(store, plan, "teacher", 0, {"us8k": 0.5}, folds=folds)
+    t = report.build_table(report.load_sweep(spec.workdir), 2, folds=True)
+    assert t.folds[0].columns == [*map(str, range(1, 11)), "dev", "eval"]
+    header = next(ln for ln in report.render(t, "text").splitlines() if "fold 1 " in ln)
+    assert header.split()[2::2] == t.folds[0].columns  # "Model", "fold", "1", "fold", "2", ...
+    assert json.loads(report.render(t, "json"))["folds"]["us8k"]["columns"][-3:] == [
+        "10", "dev", "eval",
+    ]  # fmt: skip
+
+
+def test_rows_with_fewer_seeds_say_which(table2):
+    spec, _, _ = table2
+    t = report.build_table(report.load_sweep(spec.workdir), 2)
+    note = "OC, DU+SL: seeds 0, 1 only (the table: seeds 0, 1, 2)"
+    text, md, tex = (report.render(t, f) for f in ("text", "md", "latex"))
+    assert f"note: {note}\n" in text and f"- {note}\n" in md and note + r"\\" in tex
+    assert note in json.loads(report.render(t, "json"))["notes"]
+    # Rows with every seed of the table get no such line (the caption lists the seeds).
+    assert sum("only (the table:" in line for line in text.splitlines()) == 1
+
+
+def test_plot_in_a_format_matplotlib_cannot_write_here_is_one_message(table2, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed in this environment")
+    if shutil.which("xelatex"):
+        pytest.skip("xelatex is installed: matplotlib can write .pgf here")
+    spec, _, _ = table2
+    target = tmp_path / "t2.pgf"
+    code, _, err = run(
+        ["report", "--table", "2", "--sweep", spec.workdir, "--plot", str(target)], capsys
+    )
+    assert code == 2 and "Traceback" not in err
+    # The table is already printed (only drawing tells); the error is the last line.
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"clapsweep: error: --plot {target}: matplotlib cannot write it here (")
+    assert "xelatex" in last and not target.exists()

@@ -30,15 +30,18 @@ from conftest import stub_data_root
 
 from clapsweep.errors import ConfigError, UserError
 from clapsweep.store import Store
-from clapsweep.sweep import commands
+from clapsweep.sweep import commands, slurm_backend
 from clapsweep.sweep.local import LocalBackend
 from clapsweep.sweep.plan import PlannedStage, build_plan
 from clapsweep.sweep.runner import StageExecutor, StageFailed, run_sweep
 from clapsweep.sweep.slurm_backend import (
     SlurmBackend,
+    cluster_max_array_size,
+    describe_requests,
     job_states,
     load_profile,
     read_jobs,
+    sbatch_flags,
 )
 from clapsweep.sweep.spec import load_spec
 
@@ -209,6 +212,99 @@ def test_profiles_validate_strictly(tmp_path) -> None:
     spec = write_spec(tmp_path, "usesbad", {"kind": "slurm", "profile": str(bad)})
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(spec))}: {where}: max_retry: unkn"):
         load_spec(spec)
+
+
+def test_describe_requests_is_what_sbatch_is_asked(tmp_path) -> None:
+    spec = load_spec(write_spec(tmp_path, "asks", {"kind": "slurm", "profile": "example-gpu"}))
+    asked = describe_requests(spec)
+    assert list(asked) == ["teacher", "embed", "curate", "student", "eval"]
+    assert asked["teacher"] == {
+        "partition": "gpu",
+        "account": "my-project",
+        "qos": "normal",
+        "time": 1440,  # minutes
+        "cpus-per-task": 16,
+        "mem": "65536M",
+        "gpus-per-node": 1,
+        "constraint": "h100",  # additional_parameters
+    }
+    assert (asked["curate"]["cpus-per-task"], asked["curate"]["mem"]) == (8, "131072M")
+    assert sbatch_flags(asked["eval"]) == (
+        "--partition=gpu --account=my-project --qos=normal --time=60 --cpus-per-task=16 "
+        "--mem=32768M --gpus-per-node=1 --constraint=h100"
+    )
+    # backend.slurm overrides count; what is left to the site's default is not asked for.
+    spec.backend.slurm = {"qos": None, "stages": {"eval": {"gpus": 0, "mem_gb": 0}},
+                          "additional_parameters": {"exclusive": True}}  # fmt: skip
+    ev = describe_requests(spec)["eval"]
+    assert not {"qos", "gpus-per-node", "mem"} & set(ev) and ev["exclusive"] is True
+    assert sbatch_flags(ev).endswith("--cpus-per-task=16 --constraint=h100 --exclusive")
+
+
+def test_max_array_size_comes_from_scontrol_else_1001(monkeypatch) -> None:
+    config = "Configuration data as of ...\nMaxArraySize            = 40\nMaxJobCount = 10000\n"
+    monkeypatch.setattr(slurm_backend, "_query", lambda command: config)
+    assert cluster_max_array_size() == 40
+    monkeypatch.setattr(slurm_backend, "_query", lambda command: "")  # scontrol failed
+    assert cluster_max_array_size() == 1001
+
+    def missing(command):
+        raise UserError("scontrol not found")
+
+    monkeypatch.setattr(slurm_backend, "_query", missing)
+    assert cluster_max_array_size() == 1001
+
+
+class _FakeJob:
+    """What the backend reads of a submitit job; the stage ran in-process at submission."""
+
+    def __init__(self, job_id: str, folder: Path, value) -> None:
+        self.job_id, self.value = job_id, value
+        (folder / job_id).mkdir(parents=True)
+        self.paths = argparse.Namespace(
+            result_pickle=folder / job_id / "result.pkl",
+            stderr=folder / job_id / "log.err",
+            stdout=folder / job_id / "log.out",
+        )
+        self.paths.result_pickle.write_bytes(b"")
+
+    def result(self):
+        return self.value
+
+
+def test_a_layer_larger_than_max_array_size_goes_in_several_arrays(tmp_path, monkeypatch):
+    spec = load_spec(write_spec(tmp_path, "split"))
+    # The profile's max_array_size wins over the cluster's (scontrol is never asked here).
+    profile = load_profile("local-test", {"max_array_size": 3, "array_parallelism": 7})
+    backend = SlurmBackend(spec, profile)
+    monkeypatch.setattr(slurm_backend, "cluster_max_array_size", lambda: pytest.fail("asked"))
+    arrays: list[tuple[int, int]] = []  # (tasks, array_parallelism) per map_array
+
+    def executor(kind, parallelism):
+        def map_array(task, group):
+            arrays.append((len(group), parallelism))
+            array = 100 + len(arrays)
+            return [
+                _FakeJob(f"{array}_{i}", tmp_path / "jobs", task(s)) for i, s in enumerate(group)
+            ]
+
+        return argparse.Namespace(map_array=map_array)
+
+    monkeypatch.setattr(backend, "_executor", executor)
+    monkeypatch.setattr(slurm_backend, "job_states", lambda ids: dict.fromkeys(ids, "COMPLETED"))
+    stages = [PlannedStage("eval", f"{i:016x}", {"i": i}, {}) for i in range(7)]
+    got = backend.run_layer(stages, StageExecutor(spec.workdir, spec.name, fake_stage))
+    # 3 + 3 + 1 tasks; array_parallelism 7 shared in proportion: 3 + 3 + 1 at once.
+    assert arrays == [(3, 3), (3, 3), (1, 1)]
+    assert set(got) == {s.name for s in stages}
+    jobs = read_jobs(spec.workdir)
+    assert [jobs[s.name]["job_id"] for s in stages] == [
+        "101_0", "101_1", "101_2", "102_0", "102_1", "102_2", "103_0",
+    ]  # fmt: skip
+    assert all(Store(spec.workdir).is_done(s.name) for s in stages)
+    assert {n: r["value"] for n, r in got.items()} == {
+        n: r["value"] for n, r in results(spec.workdir).items()
+    }
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -430,6 +526,28 @@ def test_trivial_stage_latency(cluster, tmp_path) -> None:
     assert min(times) < 20
 
 
+def test_layer_split_into_arrays_on_the_cluster(cluster, tmp_path) -> None:
+    # The loopback cluster keeps SLURM's default; 1002 trivial jobs would take minutes here,
+    # so the profile forces arrays of 2: 5 stages go out as arrays of 2, 2 and 1.
+    assert cluster_max_array_size() == 1001
+    spec = load_spec(write_spec(tmp_path, "arrays", {"kind": "slurm", "profile": "local-test",
+                                                     "slurm": {"max_array_size": 2}}))  # fmt: skip
+    stages = [PlannedStage("eval", f"{i:016x}", {"i": i}, {}) for i in range(5)]
+    events: list[dict] = []
+    execute = StageExecutor(spec.workdir, spec.name, fake_stage, on_event=events.append)
+    got = SlurmBackend(spec).run_layer(stages, execute)
+    jobs = read_jobs(spec.workdir)
+    for stage in stages:  # every stage ran as the array task recorded for it
+        assert got[stage.name]["job"] == jobs[stage.name]["job_id"]
+    ids = [jobs[s.name]["job_id"].partition("_") for s in stages]
+    assert len({a for a, _, _ in ids}) == 3
+    # submitit sends a lone task as a plain job, not as an array of one.
+    assert [t for _, _, t in ids] == ["0", "1", "0", "1", ""]
+    said = [e["message"] for e in events if e["event"] == "slurm"]
+    assert "5 eval stages: 3 job arrays, as SLURM takes at most 2 tasks per array" in said[0]
+    accounted(f"clapsweep-{spec.name}-eval", [jobs[s.name]["job_id"] for s in stages])
+
+
 def test_cli_rejects_slurm_without_profile(tmp_path) -> None:
     spec_path = write_spec(tmp_path, "noprof", {"kind": "local"})
     args = argparse.Namespace(sweep=str(spec_path), backend="slurm", profile=None, workdir=None)
@@ -471,3 +589,20 @@ def test_real_eval_stage_through_slurm(cluster, tmp_path, monkeypatch) -> None:
     assert result["esc50"]["n"] == 15 and 0.0 <= result["esc50"]["accuracy"] <= 1.0
     metrics = json.loads((Store(spec.workdir).final(stage.name) / "metrics.json").read_text())
     assert metrics["esc50"]["n"] == 15
+
+
+def test_dry_run_shows_what_sbatch_is_asked(tmp_path, capsys) -> None:
+    from clapsweep import cli
+
+    ray = {"kind": "ray", "resources": {"eval": {"cpu": 8, "gpu": 1}}}
+    spec = str(write_spec(tmp_path, "dry", ray))
+    argv = ["run", spec, "--dry-run", "--backend", "slurm", "--profile", "example-gpu"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert (
+        "  eval jobs ask sbatch for --partition=gpu --account=my-project --qos=normal "
+        "--time=60 --cpus-per-task=16 --mem=32768M --gpus-per-node=1 --constraint=h100\n"
+    ) in out
+    assert "8 cpu" not in out  # the Ray resources are not what SLURM is asked
+    assert cli.main(argv + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["slurm_requests"]["eval"]["time"] == 60

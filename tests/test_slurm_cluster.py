@@ -84,3 +84,22 @@ def test_cancel_sleeping_job(slurm_cluster, tmp_path: Path) -> None:
     assert _wait_state(job, "CANCELLED", 20).startswith("CANCELLED")
     # submitit sees it finished (a job that never reports done would hang a sweep).
     assert job.done(force_check=True)
+
+
+def test_an_array_over_max_array_size_is_refused(slurm_cluster, tmp_path: Path) -> None:
+    """Why the backend splits large layers: sbatch takes indices 0..MaxArraySize-1 only."""
+    from clapsweep.sweep.slurm_backend import cluster_max_array_size
+
+    size = cluster_max_array_size()  # 1001 here: slurm.conf keeps SLURM's default
+
+    def sbatch(last: int) -> subprocess.CompletedProcess:
+        # Held: nothing runs; the pending array is one record until scancel.
+        command = ["sbatch", "--parsable", "--hold", f"--array=0-{last}"]
+        command += ["-o", str(tmp_path / "%A_%a.out"), "--wrap", "true"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    refused = sbatch(size)  # size + 1 tasks
+    assert refused.returncode != 0 and "Invalid job array specification" in refused.stderr
+    accepted = sbatch(size - 1)  # size tasks
+    assert accepted.returncode == 0, accepted.stderr
+    subprocess.run(["scancel", accepted.stdout.strip().split(";")[0]], check=True, timeout=60)

@@ -93,3 +93,20 @@ def test_user_errors_exit_2_with_one_message(tmp_path, capsys):
     nodata = {"root": str(tmp_path / "none")}
     assert main(["train", "--config", _job(tmp_path / "n.yaml", out=str(job), data=nodata)]) == 2
     assert "data.root: " in capsys.readouterr().err
+
+
+def test_version_flag_prints_the_installed_version(capsys, monkeypatch):
+    import importlib.metadata
+
+    from clapsweep import __version__, cli, version
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"clapsweep {importlib.metadata.version('clapsweep')}\n"
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert version() == __version__

@@ -72,17 +72,17 @@ def wandb_env(monkeypatch, tmp_path):
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
 
 
-def write_spec(tmp_path: Path, **wandb) -> Path:
+DU_SL = {"name": "DU+SL", "strategy": "du", "sigma": 0.3, "beta": 0.4}
+
+
+def write_spec(tmp_path: Path, rows: tuple = (DU_SL,), **wandb) -> Path:
     data = stub_data_root(tmp_path / "data")
     spec = {
         "name": "track",
         "workdir": str(tmp_path / "work"),
         "data": {"root": str(data), "tasks": ["esc50", "us8k"]},
         "student": {"replay": 0.25},
-        "grid": {
-            "seed": [3],
-            "rows": [{"name": "DU+SL", "strategy": "du", "sigma": 0.3, "beta": 0.4}],
-        },
+        "grid": {"seed": [3], "rows": list(rows)},
         "tracking": {"wandb": {"enabled": True, "project": "clapsweep-test"} | wandb},
     }
     path = tmp_path / "track.yaml"
@@ -286,18 +286,27 @@ def test_sync_command_and_its_errors(tmp_path, monkeypatch, capsys):
 
 
 def test_eval_metrics_are_logged_under_task_keys(tmp_path):
-    spec = load_spec(write_spec(tmp_path))
+    ds = {"name": "DS", "strategy": "ds", "sigma_ds": 0.4}
+    spec = load_spec(write_spec(tmp_path, rows=(DU_SL, ds)))
     run_sweep(spec, stage_fn=EvalStages())
     evals = [r for r in all_runs(spec.workdir) if r["job_type"] == "eval"]
-    assert len(evals) == 2  # the teacher's and the student's, each over both tasks
-    for run in evals:
-        assert run["config"]["task"] == "all"
-        assert run["history"] == [{"esc50/accuracy": 0.5}, {"us8k/accuracy": 0.75}]
+    multi = [r for r in evals if r["config"]["task"] == "all"]
+    single = {r["config"]["task"]: r for r in evals if r["config"]["task"] != "all"}
+    assert len(multi) == 2 and set(single) == {"esc50", "us8k"}  # teacher, DU+SL; DS per task
+    for run in multi:
+        assert run["history"] == [{"accuracy/esc50": 0.5}, {"accuracy/us8k": 0.75}]
         summary = run["summary"]
         # No top-level value of one task: neither the last event's nor the result's.
         assert not {"accuracy", "task", "esc50", "us8k", "n", "per_fold"} & set(summary)
-        assert summary["esc50/accuracy"] == 0.5 and summary["us8k/accuracy"] == 0.75
-        assert summary["esc50/n"] == 8 and summary["us8k/per_fold/1"] == 0.75
+        assert summary["accuracy/esc50"] == 0.5 and summary["accuracy/us8k"] == 0.75
+        assert summary["n/esc50"] == 8 and summary["per_fold/us8k/1"] == 0.75
+    # An eval of one task keeps `accuracy`: its config names the task it belongs to.
+    for task, run in single.items():
+        a = EvalStages.ACCURACY[task]
+        assert run["history"] == [{f"accuracy/{task}": a}]
+        assert run["summary"]["accuracy"] == run["summary"][f"accuracy/{task}"] == a
+        other = ({"esc50", "us8k"} - {task}).pop()
+        assert f"accuracy/{other}" not in run["summary"]
 
 
 def test_reports_and_the_driver_keep_one_summary_run(tmp_path, capsys):

@@ -105,6 +105,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_with_overrides(args)
     if args.dry_run:
         info = run_sweep(spec, dry_run=True)
+        if spec.backend.kind == "slurm":
+            from clapsweep.sweep.slurm_backend import describe_requests
+
+            info["slurm_requests"] = describe_requests(spec)
         if args.json:
             print(json.dumps(info))
         else:
@@ -294,8 +298,15 @@ def _print_plan(info: dict[str, Any]) -> None:
     rows.append(["all"] + [str(info["totals"][f]) for f in fields])
     title = f"plan of {info['sweep']}: {info['layers']} layers, backend {info['backend']}"
     _table(title, ["stage"] + fields, rows)
-    for kind, r in info["resources"].items():
-        print(f"  {kind} asks for {r['cpu']:g} cpu, {r['gpu']:g} gpu")
+    if info.get("slurm_requests"):
+        from clapsweep.sweep.slurm_backend import sbatch_flags
+
+        for kind, request in info["slurm_requests"].items():
+            if info["kinds"][kind]["total"]:
+                print(f"  {kind} jobs ask sbatch for {sbatch_flags(request)}")
+    else:
+        for kind, r in info["resources"].items():
+            print(f"  {kind} asks for {r['cpu']:g} cpu, {r['gpu']:g} gpu")
     _print_schedule(info["schedule"])
     print(f"workdir: {info['workdir']}")
 

@@ -11,6 +11,11 @@ How a layer runs:
 - The layer's stages are grouped by kind (a job array has one set of resources) and each group
   is ONE job array (`executor.map_array`), at most `array_parallelism` tasks at a time. Logs go
   to <workdir>/slurm/<job id>/, on the shared filesystem like the store.
+- sbatch refuses an array of more than MaxArraySize tasks (1001 by default: indices 0..1000),
+  so a larger group goes out as several arrays of at most that many (the profile's
+  `max_array_size`, else the cluster's from `scontrol show config`, else 1001). They share
+  `array_parallelism` in proportion to their sizes (at least 1 each), so the layer still runs
+  about that many tasks at once.
 - The driver waits for the whole layer, then plans the next. Why not SLURM dependencies
   (--dependency=afterok) for the whole DAG at once: the store is the only record of what is
   finished, a failed stage must skip its dependents (afterok would leave them pending forever),
@@ -39,6 +44,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -70,6 +76,7 @@ TERMINAL = {
     "TIMEOUT",
 }
 UNKNOWN = "UNKNOWN"  # neither sacct nor squeue knows the job (yet)
+DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize
 PROFILE_DIRS_ENV = "CLAPSWEEP_SLURM_PROFILES"  # extra profile folders, os.pathsep-separated
 _REPO_PROFILES = Path(__file__).resolve().parents[2] / "slurm" / "profiles"
 
@@ -100,6 +107,7 @@ class SlurmProfile:
     setup: list[str] = field(default_factory=list)  # shell lines run before the stage
     python: str | None = None  # the interpreter on the nodes; default: this driver's
     array_parallelism: int = bounded(64, 1, None)  # array tasks running at once
+    max_array_size: int = bounded(0, 0, None)  # tasks per array; 0: the cluster's MaxArraySize
     max_retries: int = bounded(1, 0, None)  # resubmissions of a job that died
     max_requeues: int = bounded(3, 0, None)  # time-out requeues (submitit's max_num_timeout)
     checkpoint_every: int = bounded(50, 0, None)  # training steps between checkpoints
@@ -180,6 +188,63 @@ def _parse_profile(data: dict[str, Any], prefix: str) -> SlurmProfile:
         # "PATH: key: ..." for a profile file; "backend.slurm.key: ..." for the overrides.
         raise ConfigError(f"{prefix}{e}") from None
     return profile
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+def job_parameters(p: SlurmProfile, kind: str, sweep: str) -> dict[str, Any]:
+    """submitit's SlurmExecutor parameters for the jobs of one stage kind."""
+    r = p.resources(kind)
+    params: dict[str, Any] = {
+        "job_name": f"clapsweep-{sweep}-{kind}",
+        "time": r.time_min,
+        "cpus_per_task": r.cpus,
+        "array_parallelism": p.array_parallelism,
+        "signal_delay_s": p.signal_delay_s,
+        "setup": list(p.setup),
+        "additional_parameters": dict(p.additional_parameters),
+    }
+    mem = f"{math.ceil(r.mem_gb * 1024)}M" if r.mem_gb else None
+    optional = {"gpus_per_node": r.gpus, "mem": mem}
+    optional |= {"partition": p.partition, "account": p.account, "qos": p.qos}
+    return params | {k: v for k, v in optional.items() if v}
+
+
+_REQUESTED = ("partition", "account", "qos", "time", "cpus_per_task", "mem", "gpus_per_node")
+
+
+def describe_requests(spec: SweepSpec) -> dict[str, dict[str, Any]]:
+    """Per stage kind, what sbatch is asked for each job, as sbatch option -> value, from
+    the profile with backend.slurm: {"teacher": {"partition": "gpu", "time": 1440,
+    "cpus-per-task": 16, "mem": "65536M", "gpus-per-node": 1, "constraint": "h100"}, ...}.
+    `time` is minutes (how sbatch reads a bare number); options left to the site's default
+    (no GPUs, mem_gb 0, no partition) are absent. `clapsweep run --dry-run` shows it."""
+    profile = load_profile(spec.backend.profile, spec.backend.slurm)
+    out = {}
+    for kind in STAGE_KINDS:
+        params = job_parameters(profile, kind, spec.name)
+        asked = {k: params[k] for k in _REQUESTED if k in params}
+        asked |= params["additional_parameters"]
+        # As submitit writes them into #SBATCH lines: _ becomes -.
+        out[kind] = {k.replace("_", "-"): v for k, v in asked.items()}
+    return out
+
+
+def sbatch_flags(request: dict[str, Any]) -> str:
+    """'--partition=gpu --time=1440 ... --exclusive': one describe_requests entry as flags."""
+    return " ".join(f"--{k}" if v is True else f"--{k}={v}" for k, v in request.items())
+
+
+def cluster_max_array_size() -> int:
+    """MaxArraySize from `scontrol show config`: an array may hold that many tasks (indices
+    0..MaxArraySize-1). SLURM's default, 1001, when scontrol does not say."""
+    try:
+        text = _query(["scontrol", "show", "config"])
+    except UserError:  # no scontrol here; sbatch will say what is wrong
+        text = ""
+    match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)", text, re.MULTILINE)
+    return max(1, int(match.group(1))) if match else DEFAULT_MAX_ARRAY_SIZE
 
 
 # ----------------------------------------------------------------------------- in the job
@@ -327,6 +392,7 @@ class SlurmBackend(Backend):
         self.store = Store(spec.workdir)
         self.folder = Path(spec.workdir) / "slurm"
         self.on_event: Callable[[dict[str, Any]], None] | None = None
+        self._max_array = 0  # tasks per job array, once known
 
     # ------------------------------------------------------------------ one layer
 
@@ -408,38 +474,56 @@ class SlurmBackend(Backend):
         return out
 
     def _submit(self, stages: list[PlannedStage], task: SlurmStage, book: dict) -> dict:
-        """One job array per stage kind (an array has one set of resources)."""
+        """Per stage kind (an array has one set of resources), job arrays of at most
+        _array_size() tasks sharing array_parallelism."""
         out = {}
+        size, parallelism = self._array_size(), self.profile.array_parallelism
         for kind in dict.fromkeys(s.kind for s in stages):
             group = [s for s in stages if s.kind == kind]
-            try:
-                jobs = self._executor(kind).map_array(task, group)
-            except RuntimeError as e:  # submitit's FailedJobError: sbatch refused the job
-                if "sbatch" not in str(e):
-                    raise
-                raise UserError(
-                    f"SLURM refused the {kind} job array: {str(e).strip()}; "
-                    "check the cluster profile (partition, account, qos, resources)"
-                ) from None
-            now = datetime.now(UTC).isoformat(timespec="seconds")
-            for stage, job in zip(group, jobs, strict=True):
-                old = book.get(stage.name, {}).get("jobs", [])
-                book[stage.name] = {
-                    "job_id": job.job_id,
-                    "state": "PENDING",
-                    "kind": kind,
-                    "log": str(job.paths.stderr),
-                    "submitted": now,
-                    "jobs": [*old, job.job_id],
-                }
-                out[stage.name] = _Job(stage, job)
-            # Recorded at once: a driver killed from here on re-attaches instead of resubmitting.
-            self._save(book)
-            array = jobs[0].job_id.split("_")[0]
-            self._say(f"submitted {len(group)} {kind} stage(s) as SLURM job {array}")
+            chunks = [group[i : i + size] for i in range(0, len(group), size)]
+            if len(chunks) > 1:
+                self._say(
+                    f"{len(group)} {kind} stages: {len(chunks)} job arrays, as SLURM takes at "
+                    f"most {size} tasks per array (MaxArraySize)"
+                )
+            for chunk in chunks:
+                share = max(1, parallelism * len(chunk) // len(group))
+                out |= self._submit_array(kind, chunk, task, book, share)
         return out
 
-    def _executor(self, kind: str) -> Any:
+    def _submit_array(
+        self, kind: str, group: list[PlannedStage], task: SlurmStage, book: dict, parallelism: int
+    ) -> dict:
+        try:
+            jobs = self._executor(kind, parallelism).map_array(task, group)
+        except RuntimeError as e:  # submitit's FailedJobError: sbatch refused the job
+            if "sbatch" not in str(e):
+                raise
+            raise UserError(
+                f"SLURM refused the {kind} job array of {len(group)} task(s): "
+                f"{str(e).strip()}; check the cluster profile (partition, account, qos, "
+                "resources, max_array_size)"
+            ) from None
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        out = {}
+        for stage, job in zip(group, jobs, strict=True):
+            old = book.get(stage.name, {}).get("jobs", [])
+            book[stage.name] = {
+                "job_id": job.job_id,
+                "state": "PENDING",
+                "kind": kind,
+                "log": str(job.paths.stderr),
+                "submitted": now,
+                "jobs": [*old, job.job_id],
+            }
+            out[stage.name] = _Job(stage, job)
+        # Recorded at once: a driver killed from here on re-attaches instead of resubmitting.
+        self._save(book)
+        array = jobs[0].job_id.split("_")[0]
+        self._say(f"submitted {len(group)} {kind} stage(s) as SLURM job {array}")
+        return out
+
+    def _executor(self, kind: str, parallelism: int) -> Any:
         import submitit
 
         p = self.profile
@@ -449,22 +533,15 @@ class SlurmBackend(Backend):
             )
         except RuntimeError as e:  # no srun on PATH
             raise UserError(f"backend slurm: {e} (run clapsweep on a SLURM login node)") from None
-        r = p.resources(kind)
-        params: dict[str, Any] = {
-            "job_name": f"clapsweep-{self.sweep}-{kind}",
-            "time": r.time_min,
-            "cpus_per_task": r.cpus,
-            "array_parallelism": p.array_parallelism,
-            "signal_delay_s": p.signal_delay_s,
-            "setup": list(p.setup),
-            "additional_parameters": dict(p.additional_parameters),
-        }
-        mem = f"{math.ceil(r.mem_gb * 1024)}M" if r.mem_gb else None
-        optional = {"gpus_per_node": r.gpus, "mem": mem}
-        optional |= {"partition": p.partition, "account": p.account, "qos": p.qos}
-        params |= {k: v for k, v in optional.items() if v}
-        ex.update_parameters(**params)
+        params = job_parameters(p, kind, self.sweep)
+        ex.update_parameters(**params | {"array_parallelism": parallelism})
         return ex
+
+    def _array_size(self) -> int:
+        """Tasks per job array: the profile's max_array_size, else the cluster's (asked once)."""
+        if not self._max_array:
+            self._max_array = self.profile.max_array_size or cluster_max_array_size()
+        return self._max_array
 
     # ------------------------------------------------------------------ outcomes
 

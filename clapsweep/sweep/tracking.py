@@ -6,10 +6,13 @@ continues its run (resume="allow") instead of starting a second one. Its config 
 config plus every swept value of the trials that use the stage (row, strategy, sigma,
 sigma_ds, beta, replay, fraction, seed, task: one value when all trials agree, else the list).
 Training progress is logged step by step, and the final result dict (metrics, Improvement-Set
-counts) becomes the run's summary. Per-task values only ever appear under task-qualified keys
-(`esc50/accuracy`, `esc50/per_fold/1`, ...): an eval over several tasks reports one
-{"task": t, "accuracy": a} event per task, logged as {"<t>/accuracy": a}, and its result
-{task: {...}} is flattened the same way, so no top-level `accuracy` holds one task's value.
+counts) becomes the run's summary. Per-task values are keyed metric first, then task
+(`accuracy/esc50`, `accuracy/us8k`, `per_fold/us8k/1`, ...), so W&B shows one `accuracy`
+section with a chart per task: an eval reports one {"task": t, "accuracy": a} event per task,
+logged as {"accuracy/<t>": a}, and its result {task: {...}} is flattened the same way. A
+top-level `accuracy` exists only for an eval of one task, whose config says that task; an
+eval over several tasks (config `task: all`) has none, so a chart of `accuracy` never mixes
+one task's value into runs of another.
 
 The sweep's summary run (id `<sweep>-summary`) holds the driver's counts (`close`) and the
 report's tables (`log_tables`, `clapsweep report --wandb`). Each write replays the latest of
@@ -235,7 +238,7 @@ class WandbTracker(Tracker):
 class WandbRun(TrackerRun):
     def __init__(self, run: Any, tasks: Any = ()) -> None:
         self.run = run
-        self.tasks = set(tasks)  # result keys that are tasks: flattened to "<task>/<metric>"
+        self.tasks = set(tasks)  # result keys that are tasks: flattened to "<metric>/<task>"
 
     def log(self, metrics: dict[str, Any]) -> None:
         # wandb numbers the steps itself: a resumed stage may report a step it reported
@@ -286,33 +289,38 @@ def stage_tasks(stage: PlannedStage) -> set[str]:
 
 def task_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """A progress event as W&B keys: {"task": "esc50", "accuracy": 0.8} is logged as
-    {"esc50/accuracy": 0.8}; events without a task are logged as they are."""
+    {"accuracy/esc50": 0.8}; events without a task are logged as they are."""
     task = metrics.get("task")
     if not isinstance(task, str):
         return dict(metrics)
-    return {f"{task}/{k}": v for k, v in metrics.items() if k != "task"}
+    return {f"{k}/{task}": v for k, v in metrics.items() if k != "task"}
 
 
 def flatten_tasks(result: dict[str, Any], tasks: Any) -> dict[str, Any]:
-    """A result with per-task entries as W&B summary keys: {"esc50": {"accuracy": 0.8,
-    "per_fold": {"1": 0.7}}} -> {"esc50/accuracy": 0.8, "esc50/per_fold/1": 0.7}."""
+    """A result with per-task entries as W&B summary keys, metric first: {"esc50":
+    {"accuracy": 0.8, "per_fold": {"1": 0.7}}} -> {"accuracy/esc50": 0.8,
+    "per_fold/esc50/1": 0.7}. With one task entry, its accuracy is also the top-level
+    `accuracy`: the run's config names that one task, so the value cannot be mistaken."""
     out: dict[str, Any] = {}
+    per_task = [k for k, v in result.items() if k in tasks and isinstance(v, dict)]
     for key, value in result.items():
-        if key in tasks and isinstance(value, dict):
-            out.update(_flatten(value, key))
-        else:
+        if key not in per_task:
             out[key] = value
+            continue
+        for metric, item in value.items():
+            out.update(_flatten(item, f"{metric}/{key}"))
+    if len(per_task) == 1 and "accuracy" in result[per_task[0]]:
+        out["accuracy"] = result[per_task[0]]["accuracy"]
     return out
 
 
-def _flatten(value: dict[str, Any], prefix: str) -> dict[str, Any]:
+def _flatten(item: Any, name: str) -> dict[str, Any]:
+    """{name: item}, or one key per leaf of a non-empty mapping: name/key/..."""
+    if not (isinstance(item, dict) and item):
+        return {name: item}
     out: dict[str, Any] = {}
-    for key, item in value.items():
-        name = f"{prefix}/{key}"
-        if isinstance(item, dict) and item:
-            out.update(_flatten(item, name))
-        else:
-            out[name] = item
+    for key, sub in item.items():
+        out.update(_flatten(sub, f"{name}/{key}"))
     return out
 
 

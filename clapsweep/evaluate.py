@@ -34,7 +34,8 @@ def _collate(items):
     return items
 
 
-def _autocast(device: torch.device):
+def autocast_for_eval(device: torch.device):
+    """The autocast embedding runs under: bf16 on CUDA, off (fp32) on the CPU."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
@@ -66,7 +67,7 @@ def embed_audio(
         if good:
             windows = torch.cat([w for _, w in good]).to(device)
             owner = torch.cat([torch.full((len(w),), k) for k, (_, w) in enumerate(good)])
-            with _autocast(device):
+            with autocast_for_eval(device):
                 emb = model.encode_audio(windows).float().cpu()
             sums = torch.zeros(len(good), emb.shape[1]).index_add_(0, owner, emb)
             rows = torch.tensor([i for i, _ in good])
@@ -87,7 +88,7 @@ def embed_texts(model, texts: Sequence[str], batch_size: int = 256) -> torch.Ten
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         tokens = {k: v.to(device) for k, v in model.tokenize([texts[i] for i in idx]).items()}
-        with _autocast(device):
+        with autocast_for_eval(device):
             emb = model.encode_text(tokens["input_ids"], tokens["attention_mask"])
         out[torch.tensor(idx)] = emb.float().cpu()
     return torch.nn.functional.normalize(out, dim=-1)

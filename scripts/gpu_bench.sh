@@ -69,9 +69,9 @@ bench() {
         return
     fi
     [ "$limit" -gt "$left" ] && limit=$left
-    echo "== $name (limit ${limit}s): clapsweep.bench_cli $*" | tee -a "$log"
+    echo "== $name (limit ${limit}s): clapsweep.bench $*" | tee -a "$log"
     local t0=$SECONDS
-    if timeout "$limit" "$PY" -m clapsweep.bench_cli "$@" >"$out/$name.json" 2>>"$log"; then
+    if timeout "$limit" "$PY" -m clapsweep.bench "$@" >"$out/$name.json" 2>>"$log"; then
         echo "   done in $((SECONDS - t0))s" | tee -a "$log"
     else
         echo "   FAILED or timed out after $((SECONDS - t0))s (see $log)" | tee -a "$log"

@@ -2,14 +2,19 @@
 
 import json
 import math
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from clapsweep import bench, bench_cli
+from clapsweep import bench
 from clapsweep.audio import load_audio
+from clapsweep.bench import cli as bench_cli
+from clapsweep.bench.wave_soundfile import make_stand_in
 from clapsweep.config import FrontendConfig, ModelConfig
 from clapsweep.errors import UserError
 
@@ -56,7 +61,7 @@ def test_write_clips_gives_distinct_files_of_the_asked_length(tmp_path):
 
 
 def test_stdlib_wav_decoder_matches_soundfile(tmp_path):
-    fallback = bench._wave_soundfile()
+    fallback = make_stand_in()
     stereo = tmp_path / "s.wav"
     data = np.random.default_rng(0).uniform(-0.9, 0.9, size=(1000, 2))
     sf.write(stereo, data, 22050, subtype="PCM_16")
@@ -74,6 +79,73 @@ def test_stdlib_wav_decoder_matches_soundfile(tmp_path):
     junk.write_bytes(b"not a wav file at all")
     with pytest.raises(fallback.SoundFileError):
         fallback.info(junk)
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter; fail the test with its stderr if it fails."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_importing_the_package_leaves_the_real_soundfile_alone():
+    _python(
+        """
+        import sys
+        import clapsweep.bench
+        assert "soundfile" not in sys.modules, "importing clapsweep.bench imported soundfile"
+        import soundfile
+        real = sys.modules["soundfile"]
+        import clapsweep.bench.cli, clapsweep.bench.eval, clapsweep.bench.data
+        import clapsweep.bench.curate, clapsweep.bench.train, clapsweep.bench.real_trainer
+        from clapsweep.bench import wave_soundfile
+        assert sys.modules["soundfile"] is real is soundfile
+        assert not wave_soundfile.is_stand_in(real)
+        # Asked for explicitly where soundfile works, the stand-in is still not installed.
+        assert clapsweep.bench.use_wave_decoder_if_needed() == "soundfile"
+        assert sys.modules["soundfile"] is real
+        assert clapsweep.bench.audio_decoder() == "soundfile"
+        """
+    )
+
+
+def test_the_stand_in_is_installed_only_when_asked_for_and_soundfile_is_missing(tmp_path):
+    _python(
+        f"""
+        import sys
+        sys.modules["soundfile"] = None  # `import soundfile` now fails, as on the GPU machines
+        import clapsweep.bench
+        assert sys.modules["soundfile"] is None, "importing clapsweep.bench changed soundfile"
+        decoder = clapsweep.bench.use_wave_decoder_if_needed()
+        assert decoder == "stdlib wave (soundfile missing)", decoder
+        stand_in = sys.modules["soundfile"]
+        assert clapsweep.bench.use_wave_decoder_if_needed() == decoder  # once is enough
+        assert sys.modules["soundfile"] is stand_in
+        import numpy as np, torch
+        from clapsweep.audio import load_audio
+        path = {str(tmp_path / "a.wav")!r}
+        clapsweep.bench.write_wav(path, np.array([0.0, 0.5, -0.5]), 8000)
+        assert load_audio(path, 8000).tolist() == [0.0, 16384 / 32768, -16384 / 32768]
+        assert clapsweep.bench.machine(torch.device("cpu"))["audio_decoder"] == decoder
+        """
+    )
+
+
+def test_python_m_clapsweep_bench_runs_without_soundfile():
+    proc = _python(
+        """
+        import runpy, sys
+        sys.modules["soundfile"] = None
+        sys.argv = ["clapsweep.bench", "curate", "--clips", "64", "--captions", "32",
+                    "--dim", "8", "--sigma", "0.9", "--chunk", "32", "--device", "cpu"]
+        runpy.run_module("clapsweep.bench", run_name="__main__")
+        """
+    )
+    out = json.loads(proc.stdout)
+    assert out["benchmark"] == "curate" and out["config"]["clips"] == 64
+    assert out["machine"]["audio_decoder"] == "stdlib wave (soundfile missing)"
 
 
 def test_named_configs():

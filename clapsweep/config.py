@@ -306,6 +306,9 @@ class DataConfig:
     # (datasets not named keep TEACHER_SPLITS / RETRIEVAL_SPLITS).
     splits: dict[str, list[str]] = field(default_factory=dict)
     retrieval_splits: dict[str, list[str]] = field(default_factory=dict)
+    # Drop the teacher clips cut from the same recording (Freesound sound, YouTube video) as a
+    # clip of one of `tasks`, before the fraction is taken (clapsweep.data.overlap).
+    exclude_overlap: bool = False
 
 
 @dataclass

@@ -38,6 +38,7 @@ from clapsweep.config import (
 )
 from clapsweep.data.cache import AudioCache
 from clapsweep.data.datasets import Pair, load_dataset, task_classes, teacher_pairs
+from clapsweep.data.overlap import teacher_overlap_ids
 from clapsweep.errors import UserError
 from clapsweep.metrics import prompt_for
 from clapsweep.models.clap import CLAP
@@ -85,7 +86,12 @@ def stream_id(config: dict) -> str:
     key = config.get("runtime", {}).get("key")
     if key:
         return key
-    blob = json.dumps({k: v for k, v in config.items() if k != "runtime"}, sort_keys=True)
+    identity = {k: v for k, v in config.items() if k != "runtime"}
+    data = identity.get("data")
+    if isinstance(data, dict) and data.get("exclude_overlap") is False:
+        # Off is the default: jobs from before the option existed keep their streams.
+        identity["data"] = {k: v for k, v in data.items() if k != "exclude_overlap"}
+    blob = json.dumps(identity, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -105,21 +111,39 @@ def _splits(data: dict, field: str, defaults: dict) -> dict[str, list[str]]:
     return merged_splits(data.get(field), defaults)
 
 
+def overlap_ids(data: dict) -> set[str]:
+    """The teacher clips `data.exclude_overlap` drops: those sharing a source recording with a
+    clip of one of `data.tasks` (none when the option is off)."""
+    if not data.get("exclude_overlap"):
+        return set()
+    tasks = data.get("tasks", [])
+    manifests = {n: manifest(n, data["root"]) for n in [*data["teacher"], *tasks]}
+    return teacher_overlap_ids(manifests, data["teacher"], tasks)
+
+
+def _teacher_records(data: dict, name: str, dropped: set[str]) -> list:
+    """The records of one teacher dataset that may train: its teacher splits, less `dropped`."""
+    splits = _splits(data, "splits", TEACHER_SPLITS).get(name, [])
+    records = manifest(name, data["root"]).records
+    return [r for r in records if r.fold in splits and r.id not in dropped]
+
+
 def training_pairs(data: dict, seed: int) -> list[Pair]:
-    """The teacher's training pairs: a seeded fraction of the teacher splits' pairs."""
-    splits = _splits(data, "splits", TEACHER_SPLITS)
+    """The teacher's training pairs: a seeded fraction of the teacher splits' pairs (after
+    dropping the clips that overlap a task, when data.exclude_overlap is on)."""
+    dropped = overlap_ids(data)
     manifests = [
-        dataclasses.replace(m, records=[r for r in m.records if r.fold in splits.get(n, [])])
-        for n, m in ((n, manifest(n, data["root"])) for n in data["teacher"])
+        dataclasses.replace(manifest(n, data["root"]), records=_teacher_records(data, n, dropped))
+        for n in data["teacher"]
     ]
     return teacher_pairs(manifests, data.get("fraction", 1.0), seed)
 
 
 def pair_counts(data: dict) -> dict[str, int]:
     """Teacher pairs per dataset (all of the teacher splits, before the fraction)."""
-    splits = _splits(data, "splits", TEACHER_SPLITS)
+    splits, dropped = _splits(data, "splits", TEACHER_SPLITS), overlap_ids(data)
     return {
-        n: sum(len(r.captions) for r in manifest(n, data["root"]).records if r.fold in splits[n])
+        n: sum(len(r.captions) for r in _teacher_records(data, n, dropped))
         for n in data["teacher"]
         if n in splits
     }
@@ -192,11 +216,13 @@ def stage_teacher(config: dict, inputs: dict, out: Path, report=None) -> dict:
     data = config["data"]
     # Files the adapters could not read never became pairs; say how many, per dataset.
     unreadable = {n: len(manifest(n, data["root"]).skipped) for n in data["teacher"]}
+    extra = {"overlap_dropped_clips": len(overlap_ids(data))} if data.get("exclude_overlap") else {}
     return {
         **result,
         "pairs": len(pairs),
         "unreadable_files": unreadable,
         "checkpoints": config.get("checkpoints", {}),
+        **extra,
     }
 
 

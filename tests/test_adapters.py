@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from clapsweep.data.adapters import audioset
+from clapsweep.data.adapters import audioset, expected_audio
 from clapsweep.data.datasets import (
     ROLES,
     DatasetError,
@@ -568,3 +568,354 @@ def test_duplicate_rows_and_header_only_wav(tmp_path):
         (str(d / "audio" / "a.wav"), "duplicate id"),
         (str(d / "audio" / "zero.wav"), "empty"),
     ]
+
+
+# --- naming conventions of the common download tools ------------------------------------------
+
+AUDIOCAPS_HEADER = "audiocap_id,youtube_id,start_time,caption\n"
+
+
+def write_audiocaps_csv(path: Path, rows: list[tuple[str, int, str]]) -> None:
+    body = "".join(f"{i},{ytid},{start},{text}\n" for i, (ytid, start, text) in enumerate(rows))
+    write_text(path, AUDIOCAPS_HEADER + body)
+
+
+AC_TRAIN = [("r1H4Z_5Y0EI", 30, "a dog barks"), ("--0w1YA1Hm4", 0, "rain"), ("abc", 130, "x")]
+
+
+@pytest.mark.parametrize("base", ["AUDIOCAPS", "."])
+def test_audiocaps_aac_datasets_names_find_every_clip(tmp_path, base):
+    # aac-datasets: <root>/AUDIOCAPS/csv_files_v1/<split>.csv and
+    # <root>/AUDIOCAPS/audio_32000Hz/<split>/<youtube_id>_<start_time>.flac; the dataset folder
+    # may hold AUDIOCAPS/ or be it.
+    d = tmp_path / "audiocaps" / base
+    write_audiocaps_csv(d / "csv_files_v1" / "train.csv", AC_TRAIN)
+    write_audiocaps_csv(d / "csv_files_v1" / "val.csv", [("vvvvvvvvvvv", 10, "birds")])
+    for ytid, start, _ in AC_TRAIN:
+        write_audio(d / "audio_32000Hz" / "train" / f"{ytid}_{start}.flac", 0.1, 32000)
+    write_audio(d / "audio_32000Hz" / "val" / "vvvvvvvvvvv_10.flac", 0.1, 32000)
+    m = load_dataset("audiocaps", tmp_path)
+    assert [r.id for r in m.records] == [
+        "audiocaps/--0w1YA1Hm4",
+        "audiocaps/abc",
+        "audiocaps/r1H4Z_5Y0EI",
+        "audiocaps/vvvvvvvvvvv",
+    ]
+    assert m.skipped == [] and m.convention == "aac-datasets"
+    assert by_id(m)["audiocaps/vvvvvvvvvvv"].fold == "val"
+    assert by_id(m)["audiocaps/abc"].source == "youtube:abc"
+
+
+def test_audiocaps_aac_datasets_name_with_another_start_is_missing(tmp_path):
+    d = tmp_path / "audiocaps" / "AUDIOCAPS"
+    write_audiocaps_csv(d / "csv_files_v1" / "train.csv", [("r1H4Z_5Y0EI", 30, "a dog")])
+    write_audio(d / "audio_32000Hz" / "train" / "r1H4Z_5Y0EI_31.flac", 0.1, 32000)
+    m = load_dataset("audiocaps", tmp_path)
+    assert m.records == [] and m.skipped_counts() == {"missing": 1} and m.convention == ""
+
+
+def test_audiocaps_download_names_files_by_audiocap_id(tmp_path):
+    # audiocaps-download: <audio_32000Hz>/<split>/<audiocap_id>.ogg, one copy per caption row.
+    d = tmp_path / "audiocaps"
+    write_audiocaps_csv(d / "dataset" / "train.csv", AC_TRAIN + [("r1H4Z_5Y0EI", 30, "more")])
+    audio = d / "AUDIOCAPS" / "audio_32000Hz" / "train"
+    write_audio(audio / "3.ogg", 0.1, 32000, format="OGG", subtype="VORBIS")  # r1H4Z_5Y0EI
+    write_audio(audio / "1.ogg", 0.1, 32000, format="OGG", subtype="VORBIS")  # --0w1YA1Hm4
+    m = load_dataset("audiocaps", tmp_path)
+    assert [r.id for r in m.records] == ["audiocaps/--0w1YA1Hm4", "audiocaps/r1H4Z_5Y0EI"]
+    assert by_id(m)["audiocaps/r1H4Z_5Y0EI"].captions == ["a dog barks", "more"]
+    assert m.convention == "audiocaps-download" and m.skipped_counts() == {"missing": 1}
+
+
+def test_audiocaps_2_0_metadata_and_v1_preferred(tmp_path):
+    d = tmp_path / "audiocaps"
+    write_audiocaps_csv(d / "dataset2.0" / "train.csv", [("aaaaaaaaaaa", 0, "v2 caption")])
+    write_audio(d / "audio" / "train" / "aaaaaaaaaaa.wav", 0.1)
+    write_audio(d / "audio" / "train" / "bbbbbbbbbbb.wav", 0.1)
+    m = load_dataset("audiocaps", tmp_path)
+    assert [(r.id, r.captions) for r in m.records] == [("audiocaps/aaaaaaaaaaa", ["v2 caption"])]
+    assert m.convention == "official"
+    # With both folders present (a clone of the repository), v1 (the paper's) is read.
+    write_audiocaps_csv(d / "dataset" / "train.csv", [("bbbbbbbbbbb", 0, "v1 caption")])
+    assert [r.id for r in load_dataset("audiocaps", tmp_path).records] == ["audiocaps/bbbbbbbbbbb"]
+
+
+def test_audiocaps_aac_datasets_v2_csv_folder(tmp_path):
+    d = tmp_path / "audiocaps" / "AUDIOCAPS"
+    write_audiocaps_csv(d / "csv_files_v2" / "train.csv", [("aaaaaaaaaaa", 20, "v2")])
+    write_audio(d / "audio_32000Hz" / "train" / "aaaaaaaaaaa_20.flac", 0.1, 32000)
+    m = load_dataset("audiocaps", tmp_path)
+    assert [r.id for r in m.records] == ["audiocaps/aaaaaaaaaaa"]
+    assert m.convention == "aac-datasets"
+
+
+def test_audiocaps_audio_named_like_an_audioset_segment(tmp_path):
+    d = tmp_path / "audiocaps"
+    write_audiocaps_csv(d / "dataset" / "train.csv", [("aaaaaaaaaaa", 30, "x"), ("b", 0, "y")])
+    write_audio(d / "audio" / "train" / "Yaaaaaaaaaaa_30.000_40.000.wav", 0.1)
+    write_audio(d / "audio" / "train" / "b_0_9.wav", 0.1)  # not the 10 s segment 0-10
+    m = load_dataset("audiocaps", tmp_path)
+    assert [r.id for r in m.records] == ["audiocaps/aaaaaaaaaaa"]
+    assert m.convention == "Y<youtube_id>_<start>_<end> (s)"
+    assert m.skipped_counts() == {"missing": 1}
+
+
+AS_ID = "-0BIyqJj9ZU"
+
+
+def audioset_root(tmp_path: Path, files: list[str], folder="audio/unbalanced_train") -> Path:
+    d = tmp_path / "audioset"
+    write_text(
+        d / "unbalanced_train_segments.csv",
+        f"# a\n# b\n# YTID, start_seconds, end_seconds, positive_labels\n"
+        f'{AS_ID}, 30.000, 40.000, "/m/07rgt08"\n',
+    )
+    for name in files:
+        write_audio(d / folder / name, 0.1, 16000)
+    return d
+
+
+@pytest.mark.parametrize(
+    "name, convention",
+    [
+        (f"{AS_ID}.wav", "official"),
+        (f"Y{AS_ID}.wav", "Y<YTID>"),
+        (f"{AS_ID}_30_40.wav", "<YTID>_<start>_<end> (s)"),
+        (f"{AS_ID}_30.000_40.000.flac", "<YTID>_<start>_<end> (s)"),
+        (f"Y{AS_ID}_30.0_40.0.wav", "Y<YTID>_<start>_<end> (s)"),
+        (f"{AS_ID}_30000_40000.flac", "<YTID>_<start>_<end> (ms)"),
+        (f"Y{AS_ID}_30000_40000.wav", "Y<YTID>_<start>_<end> (ms)"),
+    ],
+)
+def test_audioset_naming_conventions(tmp_path, name, convention):
+    d = audioset_root(tmp_path, [name])
+    m = audioset(d, audiocaps_folder=tmp_path / "none")
+    assert [r.id for r in m.records] == [f"audioset/{AS_ID}"]
+    assert m.records[0].path.endswith(f"/{name}") and m.records[0].source == f"youtube:{AS_ID}"
+    assert m.convention == convention
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        f"{AS_ID}_31_40.wav",
+        f"{AS_ID}_30_41.wav",
+        f"Y{AS_ID}_3000_4000.wav",  # neither seconds nor milliseconds of 30-40
+        f"{AS_ID}_30000_40.wav",
+        f"X{AS_ID}_30_40.wav",
+        f"{AS_ID[1:]}_30_40.wav",
+    ],
+)
+def test_audioset_other_segment_names_do_not_match(tmp_path, name):
+    m = audioset(audioset_root(tmp_path, [name]), audiocaps_folder=tmp_path / "none")
+    assert m.records == [] and m.skipped_counts() == {"missing": 1} and m.convention == ""
+
+
+def test_audioset_audiosetdl_folder_in_milliseconds(tmp_path):
+    # audiosetdl: <root>/data/<segments csv name>/audio/<YTID>_<start ms>_<end ms>.flac
+    name = f"{AS_ID}_30000_40000.flac"
+    d = audioset_root(tmp_path, [name], folder="data/unbalanced_train_segments/audio")
+    m = audioset(d, audiocaps_folder=tmp_path / "none")
+    assert m.records[0].path.endswith(f"/data/unbalanced_train_segments/audio/{name}")
+    assert m.convention == "<YTID>_<start>_<end> (ms)"
+
+
+def test_audioset_convention_is_the_one_most_files_matched(tmp_path):
+    d = tmp_path / "audioset"
+    rows = "".join(f'{i:011d}, {i}.000, {i + 10}.000, "/m/x"\n' for i in range(4))
+    write_text(d / "unbalanced_train_segments.csv", "# a\n# b\n# c\n" + rows)
+    audio = d / "audio" / "unbalanced_train"
+    write_audio(audio / f"Y{0:011d}.wav", 0.1, 16000)
+    for i in (1, 2, 3):
+        write_audio(audio / f"{i:011d}_{i * 1000}_{(i + 10) * 1000}.wav", 0.1, 16000)
+    m = audioset(d, audiocaps_folder=tmp_path / "none")
+    assert len(m.records) == 4 and m.convention == "<YTID>_<start>_<end> (ms)"
+
+
+def make_clotho_aac(root: Path, base: str = "CLOTHO_v2.1") -> Path:
+    d = root / "clotho" / base
+    write_text(
+        d / "clotho_csv_files" / "clotho_captions_development.csv",
+        "file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n"
+        "café.wav,a,b,c,d,e\nrain.wav,a,b,c,d,e\n",
+    )
+    # The metadata CSV as Clotho publishes it: ISO-8859-1, not UTF-8.
+    (d / "clotho_csv_files" / "clotho_metadata_development.csv").write_bytes(
+        "file_name,keywords,sound_id,sound_link,start_end_samples,manufacturer,license\n"
+        'café.wav,bar;cups,48226,https://freesound.org/x,"[0, 1]",Zoé,cc\n'
+        "rain.wav,rain,  ,,,,\n".encode("iso-8859-1")
+    )
+    for name in ("café.wav", "rain.wav"):
+        write_audio(d / "clotho_audio_files" / "development" / name, 0.1)
+    return d
+
+
+@pytest.mark.parametrize("base", ["CLOTHO_v2.1", "."])
+def test_clotho_aac_datasets_layout_and_sound_ids(tmp_path, base):
+    make_clotho_aac(tmp_path, base)
+    m = load_dataset("clotho", tmp_path)
+    assert [r.id for r in m.records] == ["clotho/café", "clotho/rain"]
+    assert m.convention == "aac-datasets" and m.skipped == []
+    assert [r.source for r in m.records] == ["freesound:48226", ""]
+
+
+def test_macs_aac_datasets_and_tau_archive_folders(tmp_path):
+    d = tmp_path / "macs"
+    write_text(d / "MACS" / "MACS.yaml", MACS_YAML)
+    write_audio(d / "MACS" / "audio" / "airport-lisbon-1000-40000-a.wav", 0.1, 48000)
+    tau = d / "TAU-urban-acoustic-scenes-2019-development" / "audio"
+    write_audio(tau / "park-helsinki-241-7185-a.wav", 0.1, 48000)
+    m = load_dataset("macs", tmp_path)
+    assert [r.id for r in m.records] == [
+        "macs/airport-lisbon-1000-40000-a",
+        "macs/park-helsinki-241-7185-a",
+    ]
+    assert m.convention in ("aac-datasets", "TAU archive") and m.skipped == []
+
+
+def test_official_layouts_say_official(root):
+    for name in ("esc50", "us8k", "tut17", "fsd50k", "clotho", "audiocaps", "macs", "audioset"):
+        assert load_dataset(name, root).convention == "official", name
+
+
+def test_no_readable_audio_keeps_the_manifest_and_says_where_it_looked(tmp_path):
+    write_audiocaps_csv(tmp_path / "audiocaps" / "dataset" / "train.csv", AC_TRAIN)
+    m = load_dataset("audiocaps", tmp_path)
+    assert m.records == [] and m.skipped_counts() == {"missing": 3} and m.convention == ""
+    assert m.looked_for == expected_audio("audiocaps")
+    assert "audio/<split>/<youtube_id>.wav" in m.looked_for
+    assert "<youtube_id>_<start_time>.flac (aac-datasets)" in m.looked_for
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+
+def test_sources_name_the_recording(root):
+    assert by_id(load_dataset("esc50", root))["esc50/1-100032-A-0"].source == "freesound:100032"
+    assert by_id(load_dataset("us8k", root))["us8k/100263-2-0-117"].source == "freesound:100263"
+    assert by_id(load_dataset("fsd50k", root))["fsd50k/64760"].source == "freesound:64760"
+    ac = by_id(load_dataset("audiocaps", root))
+    assert ac["audiocaps/r1H4Z_5Y0EI"].source == "youtube:r1H4Z_5Y0EI"
+    assert load_dataset("audioset", root).records[0].source == "youtube:---1_cCGK4M"
+    assert {r.source for r in load_dataset("macs", root).records} == {""}
+    assert {r.source for r in load_dataset("clotho", root).records} == {""}  # no metadata CSV
+
+
+def test_manifest_saved_before_the_new_fields_loads(tmp_path):
+    old = {
+        "dataset": "esc50",
+        "root": "/a",
+        "records": [{"id": "esc50/x", "dataset": "esc50", "path": "/a/x.wav", "fold": "1"}],
+        "skipped": [["/a/y.wav", "missing"]],
+    }
+    (tmp_path / "m.json").write_text(json.dumps(old))
+    m = Manifest.load(tmp_path / "m.json")
+    assert m.records[0].source == "" and m.convention == "" and m.looked_for == ""
+    assert m.skipped == [("/a/y.wav", "missing")]
+    m.convention, m.records[0].source = "official", "freesound:1"
+    m.save(tmp_path / "n.json")
+    assert Manifest.load(tmp_path / "n.json") == m
+
+
+# --- unreadable metadata ----------------------------------------------------------------------
+
+
+def test_cp949_csv_names_the_line_and_the_fix(tmp_path):
+    csv_path = tmp_path / "clotho" / "clotho_captions_development.csv"
+    text = (
+        "file_name,caption_1,caption_2,caption_3,caption_4,caption_5\na.wav,개가 짖는다,b,c,d,e\n"
+    )
+    csv_path.parent.mkdir(parents=True)
+    csv_path.write_bytes(text.encode("cp949"))
+    with pytest.raises(DatasetError) as e:
+        load_dataset("clotho", tmp_path)
+    message = str(e.value)
+    assert isinstance(e.value, UserError) and "\n" not in message
+    assert message.startswith(f"clotho: {csv_path} is not UTF-8 text (line 2: byte 0x")
+    assert "re-save it as UTF-8: iconv -f cp949 -t utf-8" in message
+
+
+def test_utf16_csv_is_named_as_such(tmp_path):
+    csv_path = tmp_path / "esc50" / "meta" / "esc50.csv"
+    csv_path.parent.mkdir(parents=True)
+    csv_path.write_bytes("filename,fold,category\na.wav,1,dog\n".encode("utf-16"))
+    with pytest.raises(DatasetError, match=r"is not UTF-8 text \(line 1.*iconv -f utf-16"):
+        load_dataset("esc50", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "dataset, relative, text, line",
+    [
+        ("macs", "MACS.yaml", "files:\n- filename: caf\u00e9.wav\n", 2),
+        ("audioset", "unbalanced_train_segments.csv", "# a\n# b\n# c\ncaf\u00e9, 0, 10, x\n", 4),
+        ("tut17", "TUT-acoustic-scenes-2017-development/meta.txt", "a.wav\tx\ncaf\u00e9\tx\n", 2),
+        ("fsd50k", "FSD50K.metadata/dev_clips_info_FSD50K.json", '{\n"1": "caf\u00e9"}', 2),
+    ],
+)
+def test_every_metadata_reader_rejects_non_utf8(tmp_path, dataset, relative, text, line):
+    d = tmp_path / dataset
+    if dataset == "fsd50k":
+        write_text(d / "FSD50K.ground_truth" / "dev.csv", "fname,split\n1,train\n")
+    path = d / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode("cp1252"))
+    with pytest.raises(DatasetError) as e:
+        load_dataset(dataset, tmp_path)
+    assert str(e.value).startswith(f"{dataset}: {path} is not UTF-8 text (line {line}: byte 0xe9)")
+    assert "iconv -f cp1252 -t utf-8" in str(e.value)
+
+
+def test_semicolon_csv_says_so(tmp_path):
+    write_text(tmp_path / "esc50" / "meta" / "esc50.csv", "filename;fold;category\na.wav;1;dog\n")
+    with pytest.raises(DatasetError) as e:
+        load_dataset("esc50", tmp_path)
+    assert "has no column 'filename' (found: filename;fold;category)" in str(e.value)
+    assert "the header looks ';'-separated; expected commas" in str(e.value)
+
+
+def test_tab_separated_csv_says_so(tmp_path):
+    write_text(
+        tmp_path / "us8k" / "metadata" / "UrbanSound8K.csv",
+        "slice_file_name\tfsID\tfold\tclass\na.wav\t1\t1\tdog_bark\n",
+    )
+    with pytest.raises(DatasetError, match=r"the header looks '\\t'-separated; expected commas"):
+        load_dataset("us8k", tmp_path)
+
+
+def test_missing_column_in_a_comma_csv_gives_no_delimiter_hint(tmp_path):
+    write_text(tmp_path / "esc50" / "meta" / "esc50.csv", "filename,fold\na.wav,1\n")
+    with pytest.raises(DatasetError) as e:
+        load_dataset("esc50", tmp_path)
+    assert "no column 'category' (found: filename, fold)" in str(e.value)
+    assert "separated" not in str(e.value)
+
+
+def test_audioset_and_tut17_delimiters(tmp_path):
+    write_text(
+        tmp_path / "audioset" / "unbalanced_train_segments.csv", "# c\n# c\n# c\nabc;0;10;x\n"
+    )
+    with pytest.raises(
+        DatasetError,
+        match="line 4 has 1 column\\(s\\); the line looks ';'-separated; expected commas",
+    ):
+        load_dataset("audioset", tmp_path)
+    meta = tmp_path / "tut17" / "TUT-acoustic-scenes-2017-development" / "meta.txt"
+    write_text(meta, "audio/a.wav,beach,a001\n")
+    with pytest.raises(
+        DatasetError,
+        match="line 1 has no scene column; the line looks ','-separated; expected tabs",
+    ):
+        load_dataset("tut17", tmp_path)
+
+
+def test_malformed_yaml_and_json_name_the_line(tmp_path):
+    write_text(tmp_path / "macs" / "MACS.yaml", "files:\n- filename: a.wav\n  annotations: [\n")
+    with pytest.raises(DatasetError, match=r"MACS.yaml is not valid YAML \(line \d+: "):
+        load_dataset("macs", tmp_path)
+    d = tmp_path / "fsd50k"
+    write_text(d / "FSD50K.ground_truth" / "dev.csv", "fname,split\n1,train\n")
+    write_text(d / "FSD50K.metadata" / "dev_clips_info_FSD50K.json", '{\n"1": {"title": }\n}')
+    with pytest.raises(
+        DatasetError, match=r"is not valid JSON \(line 2, column 16: Expecting value\)"
+    ):
+        load_dataset("fsd50k", tmp_path)

@@ -25,6 +25,9 @@ class Record:
     duration: float = 0.0  # seconds, from the file header
     sample_rate: int = 0  # native rate
     channels: int = 0  # native channel count
+    # The recording the clip was cut from, for leakage checks (clapsweep.data.overlap):
+    # "freesound:<sound id>" or "youtube:<video id>"; empty when the dataset does not say.
+    source: str = ""
 
 
 @dataclass
@@ -35,6 +38,11 @@ class Manifest:
     root: str
     records: list[Record] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    # The audio naming convention most clips were found under ("official", "aac-datasets",
+    # "Y<YTID>_<start>_<end> (ms)", ...); empty when no audio file was found at all.
+    convention: str = ""
+    # Where and under which names the adapter looked for audio, for "no readable audio" messages.
+    looked_for: str = ""
 
     def skipped_counts(self) -> dict[str, int]:
         return dict(Counter(reason for _, reason in self.skipped))
@@ -47,6 +55,8 @@ class Manifest:
             "root": self.root,
             "records": [asdict(r) for r in self.records],
             "skipped": [list(s) for s in self.skipped],
+            "convention": self.convention,
+            "looked_for": self.looked_for,
         }
         tmp.write_text(json.dumps(data))
         tmp.replace(path)
@@ -59,4 +69,7 @@ class Manifest:
             root=data["root"],
             records=[Record(**r) for r in data["records"]],
             skipped=[tuple(s) for s in data["skipped"]],
+            # Manifests saved before these fields existed load with them empty.
+            convention=data.get("convention", ""),
+            looked_for=data.get("looked_for", ""),
         )

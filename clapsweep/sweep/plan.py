@@ -8,7 +8,9 @@ stage get the same key, so the stage is planned (and run) once: Table 2 trains o
 per seed, and DU and DU+SL with the same sigma share one curation.
 
 Stage configs (what `clapsweep.pipeline.run_stage` receives), inputs by role:
-- teacher: {data: {root, teacher, fraction, seed}, frontend, model, train}; no inputs.
+- teacher: {data: {root, teacher, fraction, seed}, frontend, model, train}; no inputs. With
+  data.exclude_overlap on, data also holds {exclude_overlap: true, tasks} and the tasks'
+  fingerprints (the teacher set then depends on them); off, neither, so keys stay as they were.
 - embed: {data: {root, teacher, fraction, seed, wild, tasks}, seed, frontend, model};
   inputs {teacher}. It embeds the teacher's captions and clips, the wild audio and the
   class prompts of every task.
@@ -138,6 +140,9 @@ def _key_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     # Data enter by their fingerprints, not their location: the same datasets under another
     # root give the same keys, hence the same random streams and the same numbers.
     out.get("data", {}).pop("root", None)
+    # exclude_overlap off is the default and was never in a key: it must not change one.
+    if out.get("data", {}).get("exclude_overlap") is False:
+        out["data"].pop("exclude_overlap")
     if "model" in out:
         out["model"].pop("audio_checkpoint", None)
     if "train" in out:
@@ -228,6 +233,8 @@ def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
                 "splits": splits["splits"],
                 "fingerprint": {n: prints[n] for n in teachers},
             }
+            if spec.data.exclude_overlap:
+                data |= _overlap_data(tasks, teachers, prints)
             teacher_cfg = {
                 "data": data,
                 "frontend": _asdict(spec.frontend),
@@ -322,6 +329,16 @@ def _plan_row(
     b.add("eval", _eval_config(spec, tasks, runtime, prints), {"model": student}, user)
 
 
+def _overlap_data(tasks: list[str], teachers: list[str], prints: dict) -> dict:
+    """What a teacher's data adds with exclude_overlap on: the tasks whose sources it avoids,
+    and their fingerprints (a changed task changes which teacher clips are dropped)."""
+    return {
+        "exclude_overlap": True,
+        "tasks": list(tasks),
+        "fingerprint": {n: prints[n] for n in [*teachers, *tasks]},
+    }
+
+
 def _eval_config(spec: SweepSpec, tasks: list[str], runtime: dict, prints: dict) -> dict:
     # The teacher datasets give the held-out captions for retrieval metrics.
     data = {
@@ -356,6 +373,8 @@ def student_schedule(spec: SweepSpec, plan: Plan) -> dict[str, Any]:
 
     data = {"root": spec.data.root, "teacher": list(spec.data.teacher)}
     data["splits"] = merged_splits(spec.data.splits, TEACHER_SPLITS)
+    if spec.data.exclude_overlap:
+        data |= {"exclude_overlap": True, "tasks": list(spec.data.tasks)}
     counts = pair_counts(data)
     total = sum(counts.values())
     students = []

@@ -51,6 +51,9 @@ class DataSpec:
     # the paper's (clapsweep.config.TEACHER_SPLITS, RETRIEVAL_SPLITS).
     splits: dict[str, list[str]] = field(default_factory=dict)
     retrieval_splits: dict[str, list[str]] = field(default_factory=dict)
+    # Drop teacher clips sharing a source recording with a task clip (clapsweep.data.overlap);
+    # it enters the stage keys only when true, so sweeps without it keep their keys.
+    exclude_overlap: bool = False
 
 
 @dataclass

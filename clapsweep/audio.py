@@ -27,9 +27,12 @@ import torchaudio
 from clapsweep.config import FrontendConfig
 from clapsweep.errors import ConfigError
 
-# MP3 frame counts in the header are estimates around the encoder delay and padding; allow
-# a shortfall of up to two MPEG frames before calling a file truncated.
-_MP3_SLACK = 2 * 1152
+# Formats whose declared length is only an estimate. MPEG audio has no length field: the count
+# comes from a Xing/LAME tag or is guessed from file size and bitrate, so a valid file without a
+# Xing frame or with an APE tag declares more frames than it holds. The other libsndfile formats
+# store exact lengths (PCM data size, FLAC STREAMINFO, Ogg granule position): only there does a
+# shortfall mean a cut file.
+_ESTIMATED_LENGTH = frozenset({"MP3"})
 
 
 class AudioError(Exception):
@@ -50,7 +53,8 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     """Decode `path` into a mono float32 tensor of shape (samples,) at `sample_rate`.
 
     Channels are averaged. Raises AudioError, naming the file, for an unreadable, truncated,
-    empty or non-finite file.
+    empty or non-finite file. Truncation is judged only for formats with exact lengths (WAV,
+    FLAC, AIFF, Ogg, ...); an MP3 gives the frames that decode, so a cut MP3 loads as shorter.
     """
     info = _info(path)
     if info.format in ("WAV", "WAVEX"):
@@ -59,8 +63,7 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
         data, native_rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, OSError) as e:
         raise AudioError(f"{path}: cannot decode: {e}") from e
-    slack = _MP3_SLACK if info.format == "MP3" else 0
-    if len(data) + slack < info.frames:
+    if info.format not in _ESTIMATED_LENGTH and len(data) < info.frames:
         raise AudioError(
             f"{path}: truncated: the header declares {info.frames} frames "
             f"but only {len(data)} could be decoded"

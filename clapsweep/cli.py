@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from clapsweep import bench_cli
+from clapsweep import version
+from clapsweep.bench import cli as bench_cli
 from clapsweep.errors import UserError
 from clapsweep.sweep import commands, verify
 
@@ -16,6 +18,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="clapsweep",
         description="Unsupervised improvement of audio-text CLAP models, run as tracked sweeps.",
     )
+    p.add_argument("--version", action="version", version=f"clapsweep {version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="generate synthworld or summarise a data root")
@@ -25,9 +28,27 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--scale", default="demo", help="tiny | demo | large (default demo)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=_cmd_data)
-    summ = dsub.add_parser("summary", help="per dataset: clips, captions, classes, skipped")
-    summ.add_argument("--root", required=True)
+    summ = dsub.add_parser(
+        "summary",
+        help="per dataset: clips, captions, classes, skipped",
+        description="Load every dataset under a data root and count what it holds. Exit 2 when "
+        "a dataset is unusable (missing metadata, misplaced folders, no readable audio). The bad "
+        "files --deep finds do not change the exit status (sweeps skip and count truncated and "
+        "corrupt files), unless no clip of a dataset decodes.",
+    )
+    summ.add_argument("root", nargs="?", metavar="ROOT", help="the data root")
+    summ.add_argument("--root", dest="root_option", metavar="ROOT", help="same as ROOT")
     summ.add_argument("--json", action="store_true")
+    summ.add_argument(
+        "--deep",
+        action="store_true",
+        help="decode every clip with the trainer's decoder; count truncated, corrupt and "
+        "silent files (peak below 1e-4) per dataset",
+    )
+    summ.add_argument(
+        "--jobs", type=int, help="processes for --deep (default: the CPUs this process may use)"
+    )
+    summ.add_argument("--bad-files", metavar="CSV", help="with --deep: write the bad files here")
     summ.set_defaults(handler=_cmd_data)
     train = sub.add_parser(
         "train", help="train a teacher (or a student) from a job config, then evaluate it"
@@ -88,23 +109,53 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     print(json.dumps(jobs.eval_job(args.checkpoint, args.tasks), indent=2))
 
 
-def _cmd_data(args: argparse.Namespace) -> None:
+def _cmd_data(args: argparse.Namespace) -> int | None:
     if args.data_command == "synth":
         from clapsweep.data import synthworld
 
         info = synthworld.generate(args.out, scale=args.scale, seed=args.seed)
         print(json.dumps(info, indent=2))
     else:
-        from clapsweep.data import summary
+        return _cmd_data_summary(args)
 
-        result = summary.summarize(args.root)
-        print(json.dumps(result, indent=2) if args.json else summary.render(result))
+
+def _cmd_data_summary(args: argparse.Namespace) -> int:
+    from clapsweep.data import deep, summary
+
+    root = args.root or args.root_option
+    if not root or (args.root and args.root_option):
+        raise UserError("data summary: give the data root once, as ROOT or --root ROOT")
+    if args.bad_files and not args.deep:
+        raise UserError("data summary: --bad-files lists what --deep finds; add --deep")
+    jobs = deep.default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise UserError(f"data summary: --jobs must be at least 1, got {jobs}")
+    result = summary.summarize(root, deep=args.deep, jobs=jobs, bad_files=args.bad_files)
+    print(json.dumps(result, indent=2) if args.json else summary.render(result), flush=True)
+    broken = summary.unusable(result)
+    if broken:
+        print(f"clapsweep: error: unusable: {', '.join(broken)} (see above)", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status.
+
+    0 success, 2 a UserError (one line on stderr), 130 interrupted, and 141 (128 + SIGPIPE, as a
+    shell reports a command killed by SIGPIPE) when the reader of stdout went away, as in
+    `clapsweep data summary ROOT | head -1`: then it exits quietly, without a traceback.
+    """
     args = _parser().parse_args(argv)
     try:
         code = args.handler(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+    except BrokenPipeError:
+        # The Python docs' SIGPIPE recipe: point stdout at devnull so that the interpreter's
+        # final flush does not fail again and print "Exception ignored ...".
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except UserError as e:
         print(f"clapsweep: error: {e}", file=sys.stderr)
         return 2

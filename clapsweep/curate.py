@@ -44,7 +44,6 @@ from clapsweep.errors import UserError
 SIM_TOL = 1e-6
 DEFAULT_CHUNK = 8192
 TASK_DATASETS = ("esc50", "us8k", "tut17")
-STRATEGIES = ("du", "ds", "ads")
 
 
 class LeakageError(UserError):
@@ -306,8 +305,8 @@ class ImprovementSet:
     searched: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if not self.strategy:  # any registered name (clapsweep.recipe.strategies)
+            raise ValueError("an Improvement-Set needs the name of its strategy")
         self.caption_idx = np.asarray(self.caption_idx, dtype=np.int64)
         self.clip_idx = np.asarray(self.clip_idx, dtype=np.int64)
         self.sims = np.asarray(self.sims, dtype=np.float32)
@@ -440,7 +439,10 @@ def require_nonempty(imp: ImprovementSet) -> ImprovementSet:
             f"{s.get('teacher_captions', 0)} teacher captions x {s.get('prompts', 0)} class prompts"
         )
     else:
-        step, what = "sigma_ads", f"{s['captions']} DS captions x {s.get('clips', 0)} wild clips"
+        step, what = (
+            "sigma_ads",
+            f"{s.get('captions', 0)} DS captions x {s.get('clips', 0)} wild clips",
+        )
     noun = "caption" if step == "sigma_ds" else "pair"
     raise EmptyImprovementSetError(
         f"{head}: no {noun} reached {step}={imp.sigmas.get(step)} ({what}; max similarity "

@@ -14,6 +14,8 @@ from pathlib import Path
 from clapsweep import config as C
 from clapsweep import pipeline
 from clapsweep.errors import UserError
+from clapsweep.recipe import strategies
+from clapsweep.recipe.tasks import names as task_names
 
 
 def ensure_data(data: C.DataConfig) -> None:
@@ -66,9 +68,9 @@ def eval_job(checkpoint: str | Path, tasks: list[str] | None = None) -> dict:
     folder = folder if folder.is_dir() else folder.parent
     cfg = _job_config(folder)
     if tasks:
-        bad = sorted(set(tasks) - {"esc50", "us8k", "tut17"})
+        bad = sorted(set(tasks) - set(task_names()))
         if bad:
-            raise UserError(f"--tasks: unknown task {bad[0]}; expected esc50, us8k or tut17")
+            raise UserError(f"--tasks: unknown task {bad[0]}; expected {_either(task_names())}")
         cfg["data"]["tasks"] = tasks
     if not (folder / "config.json").is_file():  # a store stage: read-only
         with tempfile.TemporaryDirectory(prefix="clapsweep-eval-") as out:
@@ -124,20 +126,25 @@ def curate_job(embed: str | Path, out: str | Path, **options) -> dict:
     """One Improvement-Set; `options` are the curate stage's config (strategy, task, sigma,
     sigma_ds, top_k), checked here so a mistake stops before any work."""
     strategy = options.get("strategy")
-    if strategy not in ("du", "ds", "ads"):
-        raise UserError(f"--strategy: expected du, ds or ads, got {strategy!r}")
-    needs = {"du": ["sigma"], "ds": ["task", "sigma_ds"], "ads": ["task", "sigma_ds", "sigma"]}
-    for name in needs[strategy]:
+    if strategy not in strategies.STRATEGIES:
+        raise UserError(f"--strategy: expected {_either(strategies.names())}, got {strategy!r}")
+    chosen = strategies.get(strategy)
+    for name in (["task"] if chosen.per_task else []) + list(chosen.thresholds):
         if options.get(name) is None:
             raise UserError(f"--{name.replace('_', '-')}: required by --strategy {strategy}")
     for name in ("sigma", "sigma_ds"):
         value = options.get(name)
         if value is not None and not 0.0 <= value <= 1.0:
             raise UserError(f"--{name.replace('_', '-')}: expected a value in [0, 1], got {value}")
-    if options.get("task") not in (None, "esc50", "us8k", "tut17"):
-        raise UserError(f"--task: expected esc50, us8k or tut17, got {options['task']!r}")
+    if options.get("task") not in (None, *task_names()):
+        raise UserError(f"--task: expected {_either(task_names())}, got {options['task']!r}")
     embed = Path(embed).absolute()
     if not (embed / "captions.json").is_file():
         raise UserError(f"--embed: {embed} holds no embeddings; run `clapsweep embed` first")
     config = {k: v for k, v in options.items() if v is not None}
     return pipeline.run_stage("curate", config, {"embed": embed}, Path(out).absolute())
+
+
+def _either(names: list[str]) -> str:
+    """'a, b or c'."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]

@@ -42,6 +42,7 @@ from clapsweep.data.overlap import teacher_overlap_ids
 from clapsweep.errors import UserError
 from clapsweep.metrics import prompt_for
 from clapsweep.models.clap import CLAP
+from clapsweep.recipe import strategies
 from clapsweep.seeds import derive_seed
 from clapsweep.train import (
     TEXT_FEATURES,
@@ -324,31 +325,15 @@ class Embeddings:
 
 
 def stage_curate(config: dict, inputs: dict, out: Path, report=None) -> dict:
-    emb = Embeddings(inputs["embed"])
-    caption_ids = [c["id"] for c in emb.captions]
-    strategy, task = config["strategy"], config.get("task", "")
+    name, task = config["strategy"], config.get("task", "")
+    if name not in strategies.STRATEGIES:
+        raise UserError(
+            f"curate: unknown strategy {name!r}; expected one of {', '.join(strategies.names())}"
+        )
     opts = {"chunk": config.get("chunk", curate.DEFAULT_CHUNK)}
-    wild_ids, wild_emb = emb.wild()
-    if strategy == "du":
-        imp = curate.build_du(
-            emb.caption_emb, wild_emb, config["sigma"], caption_ids, wild_ids,
-            top_k=config.get("top_k"), **opts,
-        )  # fmt: skip
-    elif strategy == "ds":
-        clip_of = [c["clip"] for c in emb.captions]
-        imp = curate.build_ds(
-            emb.caption_emb, emb.prompts(task), config["sigma_ds"], caption_ids, clip_of, task,
-            **opts,
-        )  # fmt: skip
-    elif strategy == "ads":
-        imp = curate.build_ads(
-            emb.caption_emb, emb.prompts(task), wild_emb, config["sigma_ds"], config["sigma"],
-            caption_ids, wild_ids, task, top_k=config.get("top_k"), **opts,
-        )  # fmt: skip
-    else:
-        raise UserError(f"curate: unknown strategy {strategy!r}; expected du, ds or ads")
+    imp = strategies.get(name).build(Embeddings(inputs["embed"]), config, opts)
     imp.save(out / "improvement")
-    return {**imp.counts(), "strategy": strategy, "task": task, "max_sims": imp.max_sims}
+    return {**imp.counts(), "strategy": name, "task": task, "max_sims": imp.max_sims}
 
 
 def stage_student(config: dict, inputs: dict, out: Path, report=None) -> dict:
@@ -357,7 +342,7 @@ def stage_student(config: dict, inputs: dict, out: Path, report=None) -> dict:
         curate.ImprovementSet.load(Path(inputs["improvement"]) / "improvement")
     )
     data = emb.improvement(imp)
-    if "replay" in inputs:  # ADS replays the DS set
+    if "replay" in inputs:  # a strategy that replays its upstream set (ADS: the DS set)
         replay = emb.improvement(curate.ImprovementSet.load(Path(inputs["replay"]) / "improvement"))
     else:  # DU and DS replay the teacher's training set
         replay = emb.teacher_set()

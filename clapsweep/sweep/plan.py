@@ -51,7 +51,15 @@ from clapsweep.config import (
 )
 from clapsweep.data.fingerprint import fingerprints
 from clapsweep.errors import ConfigError
-from clapsweep.sweep.spec import STAGE_KINDS, CurateSpec, RowSpec, SweepSpec, row_sigma
+from clapsweep.recipe import strategies
+from clapsweep.sweep.spec import (
+    STAGE_KINDS,
+    THRESHOLDS,
+    CurateSpec,
+    RowSpec,
+    SweepSpec,
+    row_sigma,
+)
 
 # Bump when a stage's code changes what it produces: every key changes, everything reruns.
 # 2: the authors' student epoch, batches without repeats, stage-keyed random streams,
@@ -260,12 +268,11 @@ def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
             for row in spec.grid.rows:
                 if row.fractions is not None and fraction not in row.fractions:
                     continue
-                if row.strategy == "du":
-                    groups = [tasks]
-                else:
-                    groups = [[t] for t in tasks]
+                per_task = strategies.get(row.strategy).per_task
+                groups = [[t] for t in tasks] if per_task else [tasks]
                 for group in groups:
                     user = {"row": row.name, **trial, "tasks": group}
+                    user["swept"] = _swept(spec, row, group)
                     b.use(teacher, user)
                     b.use(embed, user)
                     _plan_row(b, spec, row, group, teacher, embed, embed_cfg, user, runtime, prints)
@@ -295,21 +302,17 @@ def _plan_row(
     runtime: dict,
     prints: dict[str, str],
 ) -> None:
-    """Curation(s), the student and its evaluation for one row trial."""
+    """Curation(s), the student and its evaluation for one row trial: the row's strategy
+    and the ones upstream of it (ADS reads DS), each one curate stage."""
     top = {"top_k": spec.curate.top_k, "chunk": spec.curate.chunk, "runtime": runtime}
-    replay = None
-    if row.strategy == "du":
-        cfg = {"strategy": "du", "sigma": row_sigma(row, "sigma", "")} | top
-        improvement = b.add("curate", cfg, {"embed": embed}, user)
-    else:
-        (task,) = tasks
-        ds_cfg = {"strategy": "ds", "task": task, "sigma_ds": row_sigma(row, "sigma_ds", task)}
-        improvement = ds = b.add("curate", ds_cfg | top, {"embed": embed}, user)
-        if row.strategy == "ads":
-            # ADS pairs the DS captions with wild audio; it replays the DS set.
-            cfg = ds_cfg | {"strategy": "ads", "sigma": row_sigma(row, "sigma", task)} | top
-            improvement = b.add("curate", cfg, {"embed": embed}, user)
-            replay = ds
+    task = tasks[0] if len(tasks) == 1 else ""
+    curated: dict[str, str] = {}  # strategy name -> its curate stage
+    for strategy in strategies.chain(strategies.get(row.strategy)):
+        cfg = strategies.curate_config(strategy, task, lambda n: row_sigma(row, n, task))
+        curated[strategy.name] = b.add("curate", cfg | top, {"embed": embed}, user)
+    improvement = curated[row.strategy]
+    replay_of = strategies.get(row.strategy).replays
+    replay = curated[replay_of] if replay_of else None
     train = _asdict(spec.student_train())
     for name in ("beta", "replay", "soft_target"):
         if getattr(row, name) is not None:
@@ -327,6 +330,23 @@ def _plan_row(
         inputs["replay"] = replay
     student = b.add("student", student_cfg, inputs, user)
     b.add("eval", _eval_config(spec, tasks, runtime, prints), {"model": student}, user)
+
+
+def _swept(spec: SweepSpec, row: RowSpec, tasks: list[str]) -> dict[str, Any]:
+    """What a row trial sets, for trackers to show and compare (opaque to the engine): its
+    strategy, its thresholds (a per-task one for its task), beta and replay."""
+    student = spec.student_train()
+    values: dict[str, Any] = {"strategy": row.strategy}
+    for name in THRESHOLDS:
+        value = getattr(row, name)
+        if isinstance(value, dict):
+            value = value.get(tasks[0]) if len(tasks) == 1 else None
+        if value is not None:
+            values[name] = value
+    for name in ("beta", "replay"):
+        value = getattr(row, name)
+        values[name] = value if value is not None else getattr(student, name)
+    return values
 
 
 def _overlap_data(tasks: list[str], teachers: list[str], prints: dict) -> dict:

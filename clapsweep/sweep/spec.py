@@ -27,10 +27,9 @@ from clapsweep.config import (
     load_yaml,
 )
 from clapsweep.errors import ConfigError
+from clapsweep.recipe import strategies
 
 TEACHER_DATASETS = ("fsd50k", "clotho", "audiocaps", "macs")
-WILD_DATASETS = ("audioset",)
-TASKS = ("esc50", "us8k", "tut17")
 STAGE_KINDS = ("teacher", "embed", "curate", "student", "eval")
 _NAME = re.compile(r"[a-z0-9_-]+")
 
@@ -77,9 +76,9 @@ class RowSpec:
     """One student row of a table. Unset beta/replay/soft_target come from `student`."""
 
     name: str
-    strategy: Literal["du", "ds", "ads"]
-    sigma: Any = None  # du: a number; ads: a number or {task: number}
-    sigma_ds: Any = None  # ds, ads: a number or {task: number}
+    strategy: str  # a name in clapsweep.recipe.strategies
+    sigma: Any = None  # a number; for a per-task strategy a number or {task: number}
+    sigma_ds: Any = None
     beta: float | None = None
     replay: float | None = None
     soft_target: Literal["paper", "normalized", "softmax"] | None = None
@@ -283,13 +282,18 @@ def _check_grid(grid: GridSpec, tasks: list[str]) -> None:
                 )
 
 
-# Which thresholds each strategy needs; any other threshold on the row is a mistake.
-_NEEDS = {"du": ("sigma",), "ds": ("sigma_ds",), "ads": ("sigma_ds", "sigma")}
+THRESHOLDS = ("sigma", "sigma_ds")  # the row fields a strategy's thresholds come from
 
 
 def _check_row(row: RowSpec, where: str, tasks: list[str]) -> None:
-    needed = _NEEDS[row.strategy]
-    for name in ("sigma", "sigma_ds"):
+    if row.strategy not in strategies.STRATEGIES:
+        raise ConfigError(
+            f"{where}.strategy: expected one of "
+            f"{', '.join(repr(n) for n in strategies.names())}, got str {row.strategy!r}"
+        )
+    strategy = strategies.get(row.strategy)
+    needed = strategy.thresholds  # any other threshold on the row is a mistake
+    for name in THRESHOLDS:
         value = getattr(row, name)
         if name not in needed:
             if value is not None:
@@ -302,21 +306,23 @@ def _check_row(row: RowSpec, where: str, tasks: list[str]) -> None:
             raise ConfigError(
                 f"{where}.{name}: required by strategy {row.strategy!r} "
                 f"(row {row.name!r}); expected a number in [0, 1]"
-                + ("" if row.strategy == "du" else " or a mapping task -> number")
+                + (" or a mapping task -> number" if strategy.per_task else "")
             )
-        setattr(row, name, _threshold(value, f"{where}.{name}", tasks, row.strategy == "du"))
+        where_t = f"{where}.{name}"
+        setattr(row, name, _threshold(value, where_t, tasks, row.strategy, strategy.per_task))
     for name in ("beta", "replay"):
         value = getattr(row, name)
         if value is not None and not 0.0 <= value <= 1.0:
             raise ConfigError(f"{where}.{name}: expected a value in [0, 1], got {value}")
 
 
-def _threshold(value: Any, where: str, tasks: list[str], number_only: bool) -> Any:
+def _threshold(value: Any, where: str, tasks: list[str], name: str, per_task: bool) -> Any:
     """A number in [0, 1], or (for task-dependent strategies) one per task of data.tasks."""
     if isinstance(value, dict):
-        if number_only:
+        if not per_task:
             raise ConfigError(
-                f"{where}: du curation does not depend on the task; expected one number in [0, 1]"
+                f"{where}: {name} curation does not depend on the task; expected one number "
+                "in [0, 1]"
             )
         for task in value:
             if task not in tasks:

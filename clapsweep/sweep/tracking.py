@@ -31,7 +31,6 @@ string. No API key is read or written here; online mode uses the key wandb finds
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import netrc
 import os
@@ -47,8 +46,6 @@ from clapsweep.sweep.plan import PlannedStage
 from clapsweep.sweep.runner import Tracker, TrackerRun
 from clapsweep.sweep.spec import SweepSpec
 
-# Swept values a run's config carries, in this order.
-SWEPT = ("row", "strategy", "sigma", "sigma_ds", "beta", "replay", "fraction", "seed", "task")
 SUMMARY_STATE = "summary.json"  # in the tracker's wandb folder: what the summary run holds
 
 
@@ -60,9 +57,6 @@ class WandbTracker(Tracker):
         self.project, self.entity, self.mode = w.project, w.entity, w.mode
         self.sweep = spec.name
         self.workdir = str(spec.workdir)
-        self.rows = {row.name: dataclasses.asdict(row) for row in spec.grid.rows}
-        student = spec.student_train()
-        self.defaults = {"beta": student.beta, "replay": student.replay}
         if self.mode == "online" and not has_api_key():
             raise UserError(
                 "tracking.wandb.mode: online needs a W&B API key (run `wandb login` or set "
@@ -113,10 +107,10 @@ class WandbTracker(Tracker):
 
     def run_config(self, stage: PlannedStage) -> dict[str, Any]:
         """The stage config, its identity, its trials and their swept values."""
-        swept: dict[str, list[Any]] = {name: [] for name in SWEPT}
+        swept: dict[str, list[Any]] = {}
         for user in stage.users:
             for name, value in self.swept_values(user).items():
-                if value not in swept[name]:
+                if value is not None and value not in swept.setdefault(name, []):
                     swept[name].append(value)
         config = dict(stage.config)
         config.update({name: v[0] if len(v) == 1 else v for name, v in swept.items() if v})
@@ -130,28 +124,12 @@ class WandbTracker(Tracker):
         return config
 
     def swept_values(self, user: dict[str, Any]) -> dict[str, Any]:
-        """One trial's swept values; task is 'all' for a trial over every task (DU)."""
+        """One trial's swept values: its row, the values the plan attached to it (`swept`,
+        opaque here), fraction, seed, and task ('all' for a trial over every task)."""
         tasks = user.get("tasks") or []
-        task = tasks[0] if len(tasks) == 1 else "all"
-        values: dict[str, Any] = {
-            "row": user["row"],
-            "fraction": user.get("fraction"),
-            "seed": user.get("seed"),
-            "task": task,
-        }
-        row = self.rows.get(user["row"])
-        if row is None:  # the teacher and MS-CLAP baselines
-            return values
-        values["strategy"] = row["strategy"]
-        for name in ("sigma", "sigma_ds"):
-            value = row[name]
-            if isinstance(value, dict) and task in value:
-                value = value[task]  # a per-task threshold (DS, ADS)
-            if value is not None:
-                values[name] = value
-        for name in ("beta", "replay"):
-            values[name] = row[name] if row[name] is not None else self.defaults[name]
-        return values
+        values = {"row": user["row"], **(user.get("swept") or {})}
+        values |= {"fraction": user.get("fraction"), "seed": user.get("seed")}
+        return values | {"task": tasks[0] if len(tasks) == 1 else "all"}
 
     # ------------------------------------------------------------------ the sweep run
 

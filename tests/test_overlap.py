@@ -151,3 +151,18 @@ def test_data_config_accepts_only_a_boolean():
     assert DataConfig().exclude_overlap is False
     with pytest.raises(ConfigError, match="data.exclude_overlap: expected true or false"):
         from_dict(DataConfig, {"exclude_overlap": "yes"}, "data")
+
+
+def test_data_summary_shows_each_tasks_leakage(root, capsys):
+    from clapsweep.cli import main
+    from clapsweep.data.summary import summarize
+
+    result = summarize(root)
+    assert result["esc50"]["overlap"]["teacher"] == 1
+    assert "overlap" not in result["fsd50k"]  # only tasks are checked
+    main(["data", "summary", str(root)])
+    out = capsys.readouterr().out
+    assert (
+        "esc50: leakage: 1 of 3 clips share a source recording with teacher data (fsd50k 1) "
+        "and 0 with the wild pool; data.exclude_overlap: true drops those teacher clips"
+    ) in " ".join(out.split())

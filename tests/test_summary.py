@@ -120,6 +120,7 @@ def test_summary_numbers(root):
     assert list(result) == ["clotho", "esc50", "us8k"]  # registry order
     for row in result.values():
         row.pop("convention")  # the adapters' business; absent from older adapters
+    assert result["esc50"].pop("overlap")["teacher"] == 0  # tests/test_overlap.py
     assert result["esc50"] == {
         "role": "task",
         "clips": 3,

@@ -23,6 +23,7 @@ from clapsweep.data import deep as deep_check
 from clapsweep.data.adapters import LAYOUTS
 from clapsweep.data.datasets import ROLES, load_dataset
 from clapsweep.data.manifest import DatasetError, Manifest
+from clapsweep.data.overlap import overlap
 
 # The metadata file each dataset cannot be read without, relative to its folder: finding it one
 # folder further down shows an archive unpacked one level too deep.
@@ -81,9 +82,32 @@ def summarize(
         result[name], manifest = _row(root, name, hints.get(name, []))
         if manifest is not None:
             manifests[name] = manifest
+    _add_overlap(result, manifests)
     if deep:
         _add_deep(result, manifests, jobs, bad_files)
     return result
+
+
+def _add_overlap(result: dict[str, dict], manifests: dict[str, Manifest]) -> None:
+    """Each task's leakage: its clips cut from a recording a teacher or wild clip also
+    comes from (overlap.py), as the row's `overlap`."""
+    teacher = [n for n, role in ROLES.items() if role == "teacher"]
+    tasks = [n for n, role in ROLES.items() if role == "task"]
+    wild = next(n for n, role in ROLES.items() if role == "wild")
+    for task, counts in overlap(manifests, teacher, wild, tasks).items():
+        result[task]["overlap"] = counts
+
+
+def _overlap_line(row: dict) -> str | None:
+    counts = row.get("overlap")
+    if not counts or not counts["with_source"]:
+        return None
+    which = ", ".join(f"{n} {c}" for n, c in counts["by_teacher"].items() if c)
+    return (
+        f"{counts['teacher']} of {counts['clips']} clips share a source recording with teacher "
+        f"data{f' ({which})' if which else ''} and {counts['wild']} with the wild pool"
+        + ("; data.exclude_overlap: true drops those teacher clips" if counts["teacher"] else "")
+    )
 
 
 def unusable(result: dict[str, dict]) -> list[str]:
@@ -109,6 +133,9 @@ def render(result: dict[str, dict]) -> str:
         for kind in ("errors", "notes"):
             for text in row[kind]:
                 console.print(f"{name}: {kind[:-1]}: {text}", soft_wrap=True, highlight=False)
+        leak = _overlap_line(row)
+        if leak:
+            console.print(f"{name}: leakage: {leak}", soft_wrap=True, highlight=False)
     return buffer.getvalue()
 
 

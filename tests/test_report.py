@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clapsweep import paper_numbers, report
+from clapsweep import report
 from clapsweep.cli import main
 from clapsweep.errors import UserError
+from clapsweep.recipe import strategies, tables
 from clapsweep.store import Store, make_meta, write_json
 from clapsweep.sweep.plan import build_plan
 from clapsweep.sweep.spec import parse_spec
@@ -180,7 +181,7 @@ def test_paper_rows_and_extra_rows(table2):
     spec, _, _ = table2
     t = report.build_table(report.load_sweep(spec.workdir), 2)
     names = [r.name for r in t.rows]
-    assert names[:8] == [p.label for p in paper_numbers.TABLE2]
+    assert names[:8] == [p.label for p in tables.get(2).rows]
     msclap = t.rows[0]
     assert msclap.source == "paper only" and msclap.cells["esc50"].missing == "paper only"
     assert [msclap.cells[c].paper for c in ("esc50", "us8k", "tut17")] == [82.6, 73.4, 29.6]
@@ -385,7 +386,7 @@ def test_plot_is_a_png(table2, tmp_path, capsys):
     t1 = tmp_path / "t1.png"
     sweep = report.load_sweep(spec.workdir)
     finish(sweep.store, find(build_plan(spec), "curate", "DU", 0, strategy="du"), {"n_pairs": 7})
-    from clapsweep.plot import plot_table
+    from clapsweep.report.plot import plot_table
 
     plot_table(report.build_table(report.load_sweep(spec.workdir), 1), t1)
     assert t1.read_bytes()[:4] == b"\x89PNG"
@@ -678,3 +679,50 @@ def test_plot_in_a_format_matplotlib_cannot_write_here_is_one_message(table2, tm
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"clapsweep: error: --plot {target}: matplotlib cannot write it here (")
     assert "xelatex" in last and not target.exists()
+
+
+# ----------------------------------------------------------------------------- registries
+
+
+def test_a_new_table_is_one_registry_entry(table2, capsys, monkeypatch):
+    """Registered here, not in any module: Table 2's rows at fraction 1, no baselines."""
+    entry = tables.PaperTable(
+        9, "Table 2 at fraction 1 without baselines", tables.ACCURACY, 1.0, "Table 2, students"
+    )
+    monkeypatch.setitem(tables.TABLES, 9, entry)
+    spec, _, _ = table2
+    argv = ["report", "--table", "9", "--sweep", spec.workdir]
+    code, out, err = run([*argv, "--format", "json"], capsys)
+    assert code == 0 and f"report: Table 9 of sweep t2 ({spec.workdir})" in err
+    data = json.loads(out)
+    assert (data["table"], data["title"]) == (9, "Table 2 at fraction 1 without baselines")
+    assert data["teacher_fraction"] == 1.0 and data["columns"] == ["esc50", "us8k", "tut17"]
+    # No teacher, no MS-CLAP, no paper rows: the sweep's student rows in the spec's order.
+    assert [r["key"] for r in data["rows"]] == ["DU", "DU+SL", "ADS+SL", "ADS+SL s65"]
+    assert all(r["source"] == "sweep" and r["paper_row"] is None for r in data["rows"])
+    du = data["rows"][1]["cells"]["esc50"]
+    assert (du["mean"], du["n"], du["paper"]) == (pytest.approx(85.0), 2, None)
+    assert data["rows"][2]["cells"]["esc50"]["missing"] == "failed: CUDA out of memory"
+    for fmt in ("text", "md", "latex", "csv"):
+        code, out, _ = run([*argv, "--format", fmt], capsys)
+        assert code == 0 and "DU+SL" in out and "Our-CLAP" not in out, fmt
+        assert fmt == "csv" or "Table 2 at fraction 1 without baselines; sweep t2" in out
+    code, _, err = run(["report", "--table", "4", "--sweep", spec.workdir], capsys)
+    assert code == 2 and "Tables 1, 2, 3 and 9" in err and "9: Table 2, students" in err
+
+
+def test_table1_columns_and_plot_colours_come_from_the_strategies(monkeypatch):
+    from clapsweep.report.plot import row_color
+
+    assert tables.columns(tables.get(1)) == [
+        "du", "esc50/ds", "esc50/ads", "us8k/ds", "us8k/ads", "tut17/ds", "tut17/ads",
+    ]  # fmt: skip
+    assert row_color("ADS+SL s65") == "#e6550d" and row_color("DU") == "#9ecae1"
+    new = dataclasses.replace(strategies.get("ds"), name="xs", label="XS", colors=("#111", "#222"))
+    monkeypatch.setitem(strategies.STRATEGIES, "xs", new)
+    assert tables.columns(tables.get(1))[-1] == "tut17/xs"
+    assert report.Table(1, "s", "w", "t", ["esc50/xs"], "pairs", []).labels() == ["ESC-50 XS"]
+    assert [row_color(k) for k in ("XS", "XS+SL", "teacher")] == ["#111", "#222", "#8c8c8c"]
+    hidden = dataclasses.replace(new, table1=False)
+    monkeypatch.setitem(strategies.STRATEGIES, "xs", hidden)
+    assert "tut17/xs" not in tables.columns(tables.get(1))

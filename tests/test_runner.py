@@ -30,6 +30,7 @@ from clapsweep.sweep.local import LocalBackend
 from clapsweep.sweep.plan import build_plan
 from clapsweep.sweep.runner import describe_plan, run_sweep, status
 from clapsweep.sweep.spec import load_spec
+from clapsweep.sweep.state import stage_state
 
 TESTS = Path(__file__).resolve().parent
 
@@ -352,6 +353,35 @@ def test_status_shows_the_stored_plan_and_says_how_the_spec_differs(tmp_path, mo
     st = status(load_spec(path))
     assert st["totals"]["done"] == TOTAL and st["totals"]["pending"] == 0
     assert f"data.root: '{root}' -> '/nowhere'" in st["drift"]
+
+
+def test_status_counts_the_stage_states_the_report_reads(tmp_path):
+    """One model (clapsweep.sweep.state) for status and report: done, failed, running (a run
+    holds the lock and the stage has a .partial folder), pending (also damaged, with why)."""
+    spec = load_spec(write_spec(tmp_path))
+    run_sweep(spec, stage_fn=FakeStages())
+    store = Store(spec.workdir)
+    plan = build_plan(spec)
+    evals = [s.name for s in plan.stages.values() if s.kind == "eval"]
+    done, failed, running, damaged = evals[:4]
+    for name in (failed, running):
+        shutil.rmtree(store.final(name))
+    store.fail(failed, "CUDA out of memory", "tb")
+    store.partial(running).mkdir()
+    (store.final(damaged) / "meta.json").write_text("[]")
+    assert stage_state(store, done).state == "done" and stage_state(store, done).meta
+    assert stage_state(store, failed).failure["message"] == "CUDA out of memory"
+    assert stage_state(store, running, locked=False).state == "pending"
+    pending = stage_state(store, damaged)
+    assert pending.state == "pending" and "is damaged" in pending.damaged
+    with store.lock():
+        assert stage_state(store, running).state == "running"
+        st = status(spec)
+    assert st["kinds"]["eval"] | {"bytes": 0} == {
+        "total": len(evals), "done": len(evals) - 3, "running": 1, "failed": 1, "pending": 1,
+        "bytes": 0,
+    }  # fmt: skip
+    assert [f["name"] for f in st["failures"]] == [failed]
 
 
 def test_damaged_or_stale_stages_are_not_served(tmp_path):

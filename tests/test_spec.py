@@ -107,7 +107,7 @@ DELETE = object()
         ("student.lr_typo", 0.1, "student.lr_typo: unknown key"),
         ("curate.top_k", 0, "curate.top_k: expected null or an integer >= 1, got 0"),
         ("name", "Table 2", "name: expected letters a-z"),
-        ("tables", [4], "tables[0]: expected 1, 2 or 3"),
+        ("tables", [4], "tables[0]: expected one of 1, 2, 3 (a registered table)"),
         ("tracking.wandb.mode", "cloud", "tracking.wandb.mode: expected one of 'offline'"),
     ],
 )

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clapsweep import curate
+if TYPE_CHECKING:  # curate pulls in torch, which the registry's readers (report) need not
+    from clapsweep.curate import ImprovementSet
 
-Build = Callable[[Any, dict, dict], curate.ImprovementSet]
+Build = Callable[[Any, dict, dict], "ImprovementSet"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,9 @@ def chain(strategy: Strategy) -> list[Strategy]:
 # ----------------------------------------------------------------------------- the paper's
 
 
-def _du(emb: Any, config: dict, opts: dict) -> curate.ImprovementSet:
+def _du(emb: Any, config: dict, opts: dict) -> ImprovementSet:
+    from clapsweep import curate
+
     wild_ids, wild_emb = emb.wild()
     return curate.build_du(
         emb.caption_emb, wild_emb, config["sigma"], [c["id"] for c in emb.captions], wild_ids,
@@ -77,7 +80,9 @@ def _du(emb: Any, config: dict, opts: dict) -> curate.ImprovementSet:
     )  # fmt: skip
 
 
-def _ds(emb: Any, config: dict, opts: dict) -> curate.ImprovementSet:
+def _ds(emb: Any, config: dict, opts: dict) -> ImprovementSet:
+    from clapsweep import curate
+
     task = config["task"]
     return curate.build_ds(
         emb.caption_emb, emb.prompts(task), config["sigma_ds"],
@@ -85,7 +90,9 @@ def _ds(emb: Any, config: dict, opts: dict) -> curate.ImprovementSet:
     )  # fmt: skip
 
 
-def _ads(emb: Any, config: dict, opts: dict) -> curate.ImprovementSet:
+def _ads(emb: Any, config: dict, opts: dict) -> ImprovementSet:
+    from clapsweep import curate
+
     task = config["task"]
     wild_ids, wild_emb = emb.wild()
     return curate.build_ads(

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from clapsweep.sweep.local import Interrupted, stop_signals
 from clapsweep.sweep.runner import run_sweep, status
 from clapsweep.sweep.spec import SweepSpec, load_spec
+from clapsweep.sweep.state import STATES
 
 
 def add_commands(subparsers: Any) -> None:
@@ -87,7 +88,7 @@ def load_with_overrides(args: argparse.Namespace) -> SweepSpec:
     if spec.backend.kind == "slurm" and (
         getattr(args, "backend", None) or getattr(args, "profile", None)
     ):
-        from clapsweep.sweep.slurm_backend import load_profile
+        from clapsweep.sweep.slurm_profile import load_profile
 
         load_profile(spec.backend.profile, spec.backend.slurm)  # fail before anything runs
     if getattr(args, "workdir", None):
@@ -173,7 +174,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for line in info["drift"]:
         print(f"warning: the spec now resolves differently from the stored plan: {line}",
               file=sys.stderr)  # fmt: skip
-    fields = ["total", "done", "running", "failed", "pending"]
+    fields = ["total", *STATES]
     rows = [
         [kind] + [str(c[f]) for f in fields] + [_size(c["bytes"])]
         for kind, c in [*info["kinds"].items(), ("all", info["totals"])]

@@ -36,6 +36,7 @@ from typing import Any
 
 from clapsweep.errors import UserError
 from clapsweep.store import StageBusy, Store
+from clapsweep.sweep.executor import StageFailed
 from clapsweep.sweep.local import Backend, Execute
 from clapsweep.sweep.plan import PlannedStage
 from clapsweep.sweep.spec import ResourceSpec, SweepSpec
@@ -197,8 +198,6 @@ def _stage_failure(store: Store, stage: PlannedStage, error: BaseException | Non
     StageFailed then); any other error (a worker that died, an import error in the worker)
     is recorded in the store here, with Ray's full text in the log and its last line as the
     message."""
-    from clapsweep.sweep.runner import StageFailed  # the runner imports this module lazily
-
     if isinstance(error, StageFailed):
         return StageFailed(stage.name, error.message, error.log)
     if isinstance(error, StageBusy):  # another run's stage: left alone, nothing recorded

@@ -27,10 +27,10 @@ from clapsweep.config import (
     load_yaml,
 )
 from clapsweep.errors import ConfigError
-from clapsweep.recipe import strategies
+from clapsweep.recipe import strategies, tables
+from clapsweep.recipe.stages import STAGE_KINDS
 
 TEACHER_DATASETS = ("fsd50k", "clotho", "audiocaps", "macs")
-STAGE_KINDS = ("teacher", "embed", "curate", "student", "eval")
 _NAME = re.compile(r"[a-z0-9_-]+")
 
 
@@ -194,7 +194,7 @@ def _check_slurm(backend: BackendSpec, base: Path) -> None:
     if backend.profile and ("/" in backend.profile or backend.profile.endswith(".yaml")):
         backend.profile = _absolute(backend.profile, base)
     if backend.kind == "slurm":
-        from clapsweep.sweep.slurm_backend import load_profile
+        from clapsweep.sweep.slurm_profile import load_profile
 
         load_profile(backend.profile, backend.slurm)
 
@@ -214,8 +214,9 @@ def _check_top(spec: SweepSpec) -> None:
     if not _NAME.fullmatch(spec.name):
         raise ConfigError(f"name: expected letters a-z, digits, '_' or '-', got {spec.name!r}")
     for i, t in enumerate(spec.tables):
-        if t not in (1, 2, 3):
-            raise ConfigError(f"tables[{i}]: expected 1, 2 or 3 (a paper table), got {t}")
+        if t not in tables.TABLES:
+            known = ", ".join(str(n) for n in tables.numbers())
+            raise ConfigError(f"tables[{i}]: expected one of {known} (a registered table), got {t}")
 
 
 def _check_data(data: DataSpec) -> None:

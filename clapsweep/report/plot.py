@@ -1,49 +1,79 @@
 """The figure of a report table: `clapsweep report --table N --plot FILE.png`.
 
-Tables 2 and 3: one panel per task. Each sweep row is a bar (mean over seeds) with its sample
+Accuracy tables (2, 3): one panel per task. Each sweep row is a bar (mean over seeds) with its sample
 standard deviation as an error bar and every seed as a dot; the paper's number is a black tick
 at the same place, so "ours vs paper" reads at a glance. Rows without a value say why (failed,
 not run) instead of a bar; paper-only rows show the tick alone.
-Table 1: one axis on a log scale, a group of bars per Improvement-Set, the paper's size as a
+Pairs tables (1): one axis on a log scale, a group of bars per Improvement-Set, the paper's size as a
 black line across its group.
-Uses matplotlib's Agg canvas directly: no display and no pyplot state are needed.
+Row colours come from the strategies registry (recipe.strategies: a family's light colour,
+the dark one for +SL). Uses matplotlib's Agg canvas directly: no display and no pyplot state
+are needed; matplotlib is imported only when drawing (or checking --plot).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from clapsweep.report import Cell, Table
+from clapsweep.errors import UserError
+from clapsweep.recipe import strategies
+from clapsweep.recipe.tables import column_label
+from clapsweep.report.model import PAIRS, PERCENT, Cell, Table, fmt_value
 
-# Strategy families share a hue; soft-label rows (+SL) are the darker shade.
-_FAMILY = {
-    "ADS": ("#fdae6b", "#e6550d"),
-    "DS": ("#a1d99b", "#31a354"),
-    "DU": ("#9ecae1", "#3182bd"),
-}
 _BASELINE = {"teacher": "#8c8c8c", "msclap": "#9467bd"}
 _OTHER = "#66c2a5"
 _INK = "#222222"
+# Table 1 rows are curation settings, not strategy families: one distinct colour each.
+_PALETTE = ("#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363")
 
 
 def row_color(key: str) -> str:
-    """A colour per row family: teacher grey, DU blue, DS green, ADS orange (+SL darker)."""
+    """A colour per row family: the baselines their own, a row named after a strategy that
+    strategy's colours (recipe.strategies: light, and dark with +SL), others one colour."""
     if key in _BASELINE:
         return _BASELINE[key]
     name = key.split(",")[0].upper().replace(" ", "")
-    for prefix in ("ADS", "DS", "DU"):  # ADS first: "ADS..." must not count as DS
-        if name.startswith(prefix):
-            light, dark = _FAMILY[prefix]
+    # The longest label first: a label that begins another one must not take its rows.
+    for strategy in sorted(strategies.STRATEGIES.values(), key=lambda s: -len(_norm(s.label))):
+        if name.startswith(_norm(strategy.label)):
+            light, dark = strategy.colors
             return dark if "+SL" in name else light
     return _OTHER
 
 
+def _norm(label: str) -> str:
+    return label.upper().replace(" ", "")
+
+
+def plot_formats() -> list[str]:
+    """The file extensions --plot can write (matplotlib's, through its Agg canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
+def check_plot(path: str) -> None:
+    """--plot FILE: matplotlib is there and knows FILE's extension; else one UserError."""
+    try:
+        formats = plot_formats()
+    except ImportError:
+        raise UserError(
+            f"--plot {path}: drawing needs matplotlib, which is not installed; "
+            "`pip install matplotlib`, or report without --plot"
+        ) from None
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        what = f"extension .{suffix}" if suffix else "no file extension"
+        raise UserError(
+            f"--plot {path}: {what} is not a figure format; name the file with one of "
+            + ", ".join(f".{f}" for f in formats)
+            + " (e.g. t2.png or t2.pdf)"
+        )
+
+
 def plot_table(table: Table, path: str | Path) -> Path:
     """Draw the table into a PNG (or any format matplotlib knows by the file's suffix)."""
-    from clapsweep.report import PERCENT
-
     fig = _accuracy_figure(table) if table.unit == PERCENT else _counts_figure(table)
     _decorate(fig, table)
     path = Path(path)
@@ -62,8 +92,6 @@ def _new_figure(width: float, height: float) -> Any:
 
 
 def _accuracy_figure(table: Table) -> Any:
-    from clapsweep import paper_numbers as paper
-
     panel = max(3.6, 0.55 * len(table.rows) + 1.4)
     fig = _new_figure(panel * len(table.columns), 5.8)
     axes = fig.subplots(1, len(table.columns), squeeze=False)[0]
@@ -79,7 +107,7 @@ def _accuracy_figure(table: Table) -> Any:
         ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
         ax.set_xlim(-0.6, max(len(shown), 1) - 0.4)
         ax.set_ylim(0, min(100.0, top * 1.12))
-        ax.set_title(paper.column_label(col), fontsize=11, fontweight="bold")
+        ax.set_title(column_label(col), fontsize=11, fontweight="bold")
         ax.set_ylabel("zero-shot accuracy (%)")
         _style(ax)
     return fig
@@ -113,15 +141,11 @@ def _draw_bar(ax: Any, x: int, cell: Cell, color: str, hatch: str | None = None)
 
 
 def _counts_figure(table: Table) -> Any:
-    from clapsweep import paper_numbers as paper
-    from clapsweep.report import PAIRS, fmt_value
-
     fig = _new_figure(max(9.0, 1.6 * len(table.columns) + 2.0), 5.8)
     ax = fig.subplots()
     rows = [r for r in table.rows if r.source == "sweep"]
-    # Table 1 rows are curation settings, not strategy families: one distinct colour each.
-    palette = [_FAMILY["DU"][1], _FAMILY["ADS"][1], _FAMILY["DS"][1], "#756bb1", "#636363"]
-    colors = {r.key: palette[i % len(palette)] for i, r in enumerate(rows)}
+    colors = {r.key: _PALETTE[i % len(_PALETTE)] for i, r in enumerate(rows)}
+    paper = next((r for r in table.rows if r.source != "sweep"), None)  # the paper's sizes
     for x, col in enumerate(table.columns):
         shown = [r for r in rows if r.cells[col].n]
         width = 0.8 / max(len(shown), 1)
@@ -135,14 +159,14 @@ def _counts_figure(table: Table) -> Any:
             ax.scatter([xi] * cell.n, cell.values, s=8, color=_INK, zorder=5)
             ax.text(xi, cell.mean * 1.3, fmt_value(cell.mean, PAIRS), ha="center", va="bottom",
                     fontsize=7, rotation=90 if len(shown) > 2 else 0)  # fmt: skip
-        value = paper.TABLE1.get(col)
+        value = paper.cells[col].paper if paper is not None else None
         if value is not None:
             ax.plot([x - 0.42, x + 0.42], [value, value], color="black", linewidth=2.5, zorder=6)
             ax.text(x, value * 1.2, fmt_value(value, PAIRS), ha="center", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("audio-caption pairs (log scale)")
     ax.set_xticks(range(len(table.columns)))
-    ax.set_xticklabels([paper.column_label(c).replace(" ", "\n", 1) for c in table.columns])
+    ax.set_xticklabels([column_label(c).replace(" ", "\n", 1) for c in table.columns])
     _style(ax)
     # One legend entry per row: its bars repeat the label in every group.
     handles, labels = ax.get_legend_handles_labels()

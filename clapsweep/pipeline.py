@@ -44,6 +44,7 @@ from clapsweep.metrics import prompt_for
 from clapsweep.models.clap import CLAP
 from clapsweep.recipe import strategies
 from clapsweep.seeds import derive_seed
+from clapsweep.store import atomic_file
 from clapsweep.train import (
     TEXT_FEATURES,
     WEIGHTS,
@@ -162,9 +163,8 @@ def held_out_records(data: dict) -> list:
 
 
 def _save_npy(path: Path, array: torch.Tensor) -> None:
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, array.numpy().astype(np.float16))
-    tmp.replace(path)
+    with atomic_file(path, "wb") as f:
+        np.save(f, array.numpy().astype(np.float16))
 
 
 def _load_npy(path: Path) -> torch.Tensor:
@@ -172,9 +172,8 @@ def _load_npy(path: Path) -> torch.Tensor:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
+    with atomic_file(path) as f:
+        f.write(json.dumps(obj, indent=1))
 
 
 # ----------------------------------------------------------------------------- stages
@@ -184,8 +183,8 @@ def _train(config: dict, model: CLAP, data: TrainData, out: Path, report, known=
     """Train with the stage's streams; a teacher (known is None) keeps its frozen-text table."""
     frontend, _ = _configs(config)
     cfg = from_dict(TrainConfig, config.get("train"), "train")
-    # checkpoint_every is set by the SLURM backend (outside the stage key) for preemption.
-    every = config.get("checkpoint_every", 0)
+    # Set by a backend that can be preempted (SLURM), in runtime: outside the stage key.
+    every = config.get("runtime", {}).get("checkpoint_every", 0)
     return train(
         model, data, cfg, out, _cache(config), frontend.clip_samples, report,
         checkpoint_every=every, stream=stream_id(config), text_features=known,

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from clapsweep.errors import UserError
 
@@ -132,7 +132,7 @@ class Store:
         work = self.partial(name)
         work.mkdir(parents=True, exist_ok=True)
         resuming = any(p.name != OWNER for p in work.iterdir())
-        write_json_or_nothing(work / OWNER, owner_record())
+        write_json(work / OWNER, owner_record())
         self._log(name, f"start in {work}" + (" (resuming)" if resuming else ""))
         return work
 
@@ -207,7 +207,7 @@ class Store:
         record = {"message": message, "log": str(log), "time": _now()}
         try:
             self.stages.mkdir(parents=True, exist_ok=True)
-            write_json_or_nothing(self.failed_path(name), record)
+            write_json(self.failed_path(name), record)
         except OSError:
             pass
         return record
@@ -314,14 +314,28 @@ def _version(package: str) -> str | None:
         return None
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write via a temporary file and rename, flushed to disk first."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """A file that appears at `path` whole or not at all: written as `<name>.tmp` beside it,
+    flushed to disk, then renamed over `path`; on any error the temporary file is removed.
+    The one way clapsweep writes a file that a crash must not leave half-written."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    """JSON through atomic_file (indented, keys sorted)."""
+    with atomic_file(path) as f:
         json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 FULL = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a disk quota exceeded
@@ -355,15 +369,6 @@ def _size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return str(n)
-
-
-def write_json_or_nothing(path: Path, data: Any) -> None:
-    """write_json that leaves no temporary file behind when it fails (a full disk)."""
-    try:
-        write_json(path, data)
-    except BaseException:
-        path.with_name(path.name + ".tmp").unlink(missing_ok=True)
-        raise
 
 
 def owner_record() -> dict[str, Any]:

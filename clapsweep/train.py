@@ -29,7 +29,7 @@ from clapsweep.errors import UserError
 from clapsweep.loader import MAIN, PairDataset, batches_per_pass, epoch_batches, make_loader
 from clapsweep.losses import clap_loss, soft_clap_loss, soft_targets, target_stats
 from clapsweep.seeds import derive_seed
-from clapsweep.store import write_json
+from clapsweep.store import atomic_file, write_json
 from clapsweep.torchload import load_trusted_weights
 
 CHECKPOINT = "checkpoint.pt"
@@ -99,9 +99,8 @@ def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_file(path, "wb") as f:
+        torch.save(obj, f)
 
 
 class FrozenText:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from clapsweep.errors import UserError
+from clapsweep.store import atomic_file
 
 
 class DatasetError(UserError):
@@ -49,7 +50,6 @@ class Manifest:
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
         data = {
             "dataset": self.dataset,
             "root": self.root,
@@ -58,8 +58,8 @@ class Manifest:
             "convention": self.convention,
             "looked_for": self.looked_for,
         }
-        tmp.write_text(json.dumps(data))
-        tmp.replace(path)
+        with atomic_file(path) as f:
+            f.write(json.dumps(data))
 
     @classmethod
     def load(cls, path: str | Path) -> Manifest:

@@ -13,7 +13,6 @@ Hooks:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import time
@@ -27,6 +26,7 @@ from clapsweep.errors import UserError
 from clapsweep.store import (
     StageBusy,
     Store,
+    atomic_file,
     describe_owner,
     write_error_message,
     write_json,
@@ -153,10 +153,7 @@ def _run_locked(
 ) -> tuple[dict[str, Any], Interrupted | None]:
     try:
         _write_records(spec, plan, store)
-    except OSError as e:  # nothing ran: every stage is "not run"
-        for tmp in ("spec.yaml.tmp", "plan.json.tmp"):  # what the failed writes left
-            with contextlib.suppress(OSError):
-                (store.workdir / tmp).unlink(missing_ok=True)
+    except OSError as e:  # nothing ran: every stage is "not run" (atomic_file left nothing)
         stopped = write_error_message(e, spec.workdir)
         head = {"sweep": spec.name, "workdir": spec.workdir, "backend": spec.backend.kind}
         return head | {"dry_run": False} | _summary(plan, {}, [], [], [], None, stopped), None
@@ -330,10 +327,10 @@ def _write_records(spec: SweepSpec, plan: Plan, store: Store) -> None:
     """spec.yaml (the resolved spec, loadable as is) and plan.json, for `report` and `status`."""
     store.workdir.mkdir(parents=True, exist_ok=True)
     text = "# Written by clapsweep run: the sweep as resolved (paths absolute).\n"
+    text += "".join(f"# override: {o}\n" for o in getattr(spec, "overrides", []))
     text += yaml.safe_dump(dataclasses.asdict(spec), sort_keys=False)
-    tmp = store.workdir / "spec.yaml.tmp"
-    tmp.write_text(text)
-    tmp.replace(store.workdir / "spec.yaml")
+    with atomic_file(store.workdir / "spec.yaml") as f:
+        f.write(text)
     write_json(store.workdir / "plan.json", plan.to_json())
 
 

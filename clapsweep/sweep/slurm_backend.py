@@ -63,7 +63,6 @@ from clapsweep.sweep.slurm_profile import (
 )
 from clapsweep.sweep.spec import STAGE_KINDS, SweepSpec
 
-TRAINING_KINDS = ("teacher", "student")
 # Job states after which a job never runs again (sacct's first word: "CANCELLED by 0").
 TERMINAL = {
     "BOOT_FAIL",
@@ -120,16 +119,16 @@ def cluster_max_array_size() -> int:
 
 @dataclass
 class CheckpointEvery:
-    """Wraps a stage function: training stages get `checkpoint_every` (steps). It is added to
-    the stage's private copy of its config, so the planned config, meta.json and the stage key
-    stay as they are."""
+    """Wraps a stage function: every stage gets `runtime.checkpoint_every` (steps; a stage
+    that does not train ignores it). It goes into the stage's private copy of its config, in
+    `runtime`, so the planned config, meta.json and the stage key stay as they are."""
 
     stage_fn: Callable[..., dict[str, Any]]
     steps: int
 
     def __call__(self, kind, config, inputs, out, report=None) -> dict[str, Any]:
-        if kind in TRAINING_KINDS and self.steps:
-            config.setdefault("checkpoint_every", self.steps)
+        if self.steps:
+            config.setdefault("runtime", {}).setdefault("checkpoint_every", self.steps)
         return self.stage_fn(kind, config, inputs, out, report)
 
 

@@ -317,6 +317,7 @@ def _plan_row(
     for name in ("beta", "replay", "soft_target"):
         if getattr(row, name) is not None:
             train[name] = getattr(row, name)
+    train |= row.train or {}
     train["seed"] = user["seed"]
     student_cfg = {
         "data": embed_cfg["data"],
@@ -346,7 +347,9 @@ def _swept(spec: SweepSpec, row: RowSpec, tasks: list[str]) -> dict[str, Any]:
     for name in ("beta", "replay"):
         value = getattr(row, name)
         values[name] = value if value is not None else getattr(student, name)
-    return values
+    if row.soft_target is not None:
+        values["soft_target"] = row.soft_target
+    return values | (row.train or {})
 
 
 def _overlap_data(tasks: list[str], teachers: list[str], prints: dict) -> dict:

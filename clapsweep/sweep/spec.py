@@ -29,6 +29,7 @@ from clapsweep.config import (
 from clapsweep.errors import ConfigError
 from clapsweep.recipe import strategies, tables
 from clapsweep.recipe.stages import STAGE_KINDS
+from clapsweep.sweep.axes import apply_overrides, expand_rows
 
 TEACHER_DATASETS = ("fsd50k", "clotho", "audiocaps", "macs")
 _NAME = re.compile(r"[a-z0-9_-]+")
@@ -85,6 +86,8 @@ class RowSpec:
     # Teacher fractions this row runs at (default: all of grid.teacher_fraction). Table 3
     # has only DU+SL and ADS+SL at 10 %, so the other rows need not run there.
     fractions: list[float] | None = None
+    # Student train keys for this row only (lr, epochs, ...), over `student` and `train`.
+    train: dict[str, Any] | None = None
 
 
 @dataclass
@@ -149,10 +152,13 @@ class SweepSpec:
 # ----------------------------------------------------------------------------- loading
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep file; every error message starts with the file name."""
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
+    """Read and validate a sweep file, with command-line `overrides` (PATH=VALUE, see
+    clapsweep.sweep.axes) applied first; every error message starts with the file name."""
     try:
-        return parse_spec(load_yaml(path))
+        spec = parse_spec(apply_overrides(load_yaml(path), overrides or []))
+        spec.overrides = list(overrides or [])
+        return spec
     except ConfigError as e:
         message = str(e)
         prefix = f"{Path(path)}: "
@@ -160,7 +166,11 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 
 def parse_spec(data: dict, cwd: str | Path | None = None) -> SweepSpec:
-    """Validate plain data into a SweepSpec; relative paths are taken from `cwd`."""
+    """Validate plain data into a SweepSpec; relative paths are taken from `cwd`. Rows with
+    list-valued fields are expanded first (clapsweep.sweep.axes)."""
+    grid = data.get("grid")
+    if isinstance(grid, dict) and "rows" in grid:
+        data = {**data, "grid": {**grid, "rows": expand_rows(grid["rows"])}}
     spec = from_dict(SweepSpec, data)
     base = Path(cwd) if cwd is not None else Path.cwd()
     _check_top(spec)
@@ -172,6 +182,9 @@ def parse_spec(data: dict, cwd: str | Path | None = None) -> SweepSpec:
             f"curate.top_k: expected null or an integer >= 1, got {spec.curate.top_k}"
         )
     _check_grid(spec.grid, spec.data.tasks)
+    for i, row in enumerate(spec.grid.rows):
+        if row.train is not None:  # the row's student train keys, checked like `student`
+            from_dict(TrainConfig, {**merged, **row.train}, f"grid.rows[{i}].train")
     for kind in spec.backend.resources:
         if kind not in STAGE_KINDS:
             raise ConfigError(

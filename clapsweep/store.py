@@ -57,10 +57,15 @@ class StageBusy(Exception):
 
 
 class Store:
-    def __init__(self, workdir: str | Path) -> None:
+    """A sweep's view of the stage store. `workdir` is the sweep's own folder (its lock,
+    plan and records); `root` holds the stages and their logs, the workdir itself unless
+    the sweep names a project store (`store:`) that several sweeps share."""
+
+    def __init__(self, workdir: str | Path, root: str | Path | None = None) -> None:
         self.workdir = Path(workdir)
-        self.stages = self.workdir / "stages"
-        self.logs = self.workdir / "logs"
+        self.root = Path(root) if root else self.workdir
+        self.stages = self.root / "stages"
+        self.logs = self.root / "logs"
 
     # ------------------------------------------------------------------ paths and state
 

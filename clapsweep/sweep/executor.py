@@ -111,9 +111,13 @@ class StageExecutor:
     on_event: OnEvent | None = None
     # Stages whose done/failed event was emitted here; the driver emits the others'.
     reported: set[str] = dataclasses.field(default_factory=set)
+    store: str | None = None  # the project store's root (None: the workdir)
+
+    def open_store(self) -> Store:
+        return Store(self.workdir, self.store)
 
     def __call__(self, stage: PlannedStage, report: Report | None = None) -> dict[str, Any]:
-        store = Store(self.workdir)
+        store = self.open_store()
         started = time.time()
         try:
             work = store.begin(stage.name)  # StageBusy: another live process runs it

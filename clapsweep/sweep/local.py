@@ -148,7 +148,7 @@ class LocalBackend(Backend):
         emit = on_event or (lambda event: None)
         if on_event is not None:  # workers cannot print through the driver's console
             execute = dataclasses.replace(execute, on_event=None, reported=set())
-        workdir = getattr(execute, "workdir", None)
+        store = execute.open_store() if hasattr(execute, "open_store") else None
         queue = collections.deque(stages)
         deaths: collections.Counter[str] = collections.Counter()
         results: Results = {}
@@ -174,7 +174,7 @@ class LocalBackend(Backend):
                                 "; retrying in a fresh worker "
                                 f"(retry {deaths[stage.name]} of {self.retries})"
                             )
-                            _note(workdir, stage.name, message)
+                            _note(store, stage.name, message)
                             emit({"event": "retry", "message": message, **stage.event_fields()})
                             queue.appendleft(stage)
                             continue
@@ -208,9 +208,9 @@ class LocalBackend(Backend):
             self.pool = None
 
 
-def _note(workdir: str | None, name: str, line: str) -> None:
-    if workdir is not None:
-        Store(workdir).note(name, line)
+def _note(store: Store | None, name: str, line: str) -> None:
+    if store is not None:
+        store.note(name, line)
 
 
 @contextlib.contextmanager

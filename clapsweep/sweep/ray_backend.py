@@ -177,7 +177,8 @@ class RayBackend(Backend):
         # Tune prints its banners with print(); stdout is for our own results (--json).
         with contextlib.redirect_stdout(sys.stderr):
             grid = tuner.fit()
-        return _outcomes(Store(workdir), stages, grid)
+        store = execute.open_store() if hasattr(execute, "open_store") else Store(workdir)
+        return _outcomes(store, stages, grid)
 
 
 def _outcomes(store: Store, stages: list[PlannedStage], grid: Any) -> dict[str, Any]:

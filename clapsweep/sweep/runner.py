@@ -43,6 +43,7 @@ from clapsweep.sweep.executor import (  # noqa: F401 - StageFailed, DiskFull, ..
     pipeline_stage,
     stage_config,
 )
+from clapsweep.sweep.gc import register_sweep, sweeps_of
 from clapsweep.sweep.local import (
     Backend,
     Interrupted,
@@ -109,7 +110,7 @@ def run_sweep(
     start = time.time()
     ensure_data(spec, emit)  # before anything is written: a bad root leaves no trace
     plan = build_plan(spec)  # after the data exist: keys hold their fingerprints
-    store = Store(spec.workdir)
+    store = Store(spec.workdir, spec.store)
     doomed = [resolve_stage(plan, text) for text in redo or []]
     with store.lock():  # a UserError when the workdir cannot be written
         for name in doomed:
@@ -173,7 +174,9 @@ def _run_locked(
         if grace is not None:
             backend.grace = grace
     tracker = tracker or make_tracker(spec)
-    executor = StageExecutor(spec.workdir, spec.name, stage_fn or pipeline_stage, tracker, on_event)
+    executor = StageExecutor(
+        spec.workdir, spec.name, stage_fn or pipeline_stage, tracker, on_event, store=spec.store
+    )
     try:
         summary, stop = _run_layers(plan, store, backend, executor, emit)
     finally:
@@ -332,6 +335,8 @@ def _write_records(spec: SweepSpec, plan: Plan, store: Store) -> None:
     with atomic_file(store.workdir / "spec.yaml") as f:
         f.write(text)
     write_json(store.workdir / "plan.json", plan.to_json())
+    if store.root != store.workdir:  # a project store: say which sweeps use it (for gc)
+        register_sweep(store, spec.name)
 
 
 def ensure_data(spec: SweepSpec, on_event: OnEvent | None = None) -> None:
@@ -363,16 +368,20 @@ def ensure_data(spec: SweepSpec, on_event: OnEvent | None = None) -> None:
 
 
 def describe_plan(spec: SweepSpec, plan: Plan | None = None) -> dict[str, Any]:
-    """Per stage kind: total, done, new and shared (used by more than one trial)."""
+    """Per stage kind: total, done, new, shared (used by more than one trial) and, with a
+    project store, other_sweeps (also planned by another sweep that uses the store)."""
     plan = plan or build_plan(spec)
-    store = Store(spec.workdir)
-    kinds = {k: {"total": 0, "done": 0, "new": 0, "shared": 0} for k in STAGE_KINDS}
+    store = Store(spec.workdir, spec.store)
+    others = _planned_elsewhere(store)
+    fields = ("total", "done", "new", "shared", "other_sweeps")
+    kinds = {k: dict.fromkeys(fields, 0) for k in STAGE_KINDS}
     for stage in plan.stages.values():
         row = kinds[stage.kind]
         row["total"] += 1
         row["done" if store.is_done(stage.name) else "new"] += 1
         row["shared"] += len(stage.users) > 1
-    totals = {f: sum(r[f] for r in kinds.values()) for f in ("total", "done", "new", "shared")}
+        row["other_sweeps"] += stage.name in others
+    totals = {f: sum(r[f] for r in kinds.values()) for f in fields}
     resources = {k: dataclasses.asdict(r) for k, r in spec.backend.resources.items()}
     try:
         schedule = student_schedule(spec, plan)
@@ -388,6 +397,14 @@ def describe_plan(spec: SweepSpec, plan: Plan | None = None) -> dict[str, Any]:
         "resources": resources,
         "schedule": schedule,
     }
+
+
+def _planned_elsewhere(store: Store) -> set[str]:
+    """The stages other sweeps sharing this project store plan (none without one)."""
+    if store.root == store.workdir:
+        return set()
+    here = str(store.workdir.resolve())
+    return set().union(*(s["stages"] for s in sweeps_of(store.root) if s["workdir"] != here))
 
 
 def spec_drift(spec: SweepSpec) -> list[str]:
@@ -437,7 +454,7 @@ def status(spec: SweepSpec) -> dict[str, Any]:
     the report reads too) and disk used, and the failures, for the stored plan (see
     sweep_plan; `drift` says how the spec now differs)."""
     plan, drift = sweep_plan(spec)
-    store = Store(spec.workdir)
+    store = Store(spec.workdir, spec.store)
     locked = store.is_locked()
     fields = ("total", *STATES)
     kinds = {k: dict.fromkeys(fields, 0) | {"bytes": 0} for k in STAGE_KINDS}

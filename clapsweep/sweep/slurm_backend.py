@@ -256,7 +256,7 @@ class SlurmBackend(Backend):
     def __init__(self, spec: SweepSpec, profile: SlurmProfile | None = None) -> None:
         self.profile = profile or load_profile(spec.backend.profile, spec.backend.slurm)
         self.sweep = spec.name
-        self.store = Store(spec.workdir)
+        self.store = Store(spec.workdir, spec.store)
         self.folder = Path(spec.workdir) / "slurm"
         self.on_event: Callable[[dict[str, Any]], None] | None = None
         self._max_array = 0  # tasks per job array, once known

@@ -134,6 +134,8 @@ class SweepSpec:
     grid: GridSpec
     tables: list[int] = field(default_factory=list)
     workdir: str | None = None  # made absolute by load_spec; default runs/<name>
+    # A project store shared by sweeps (their stages and logs); None keeps them in workdir.
+    store: str | None = None
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -193,6 +195,8 @@ def parse_spec(data: dict, cwd: str | Path | None = None) -> SweepSpec:
             )
     _check_slurm(spec.backend, base)
     spec.workdir = _absolute(spec.workdir or f"runs/{spec.name}", base)
+    if spec.store is not None:
+        spec.store = _absolute(spec.store, base)
     spec.data.root = _absolute(spec.data.root, base)
     if spec.msclap_checkpoint is not None:
         spec.msclap_checkpoint = _absolute(spec.msclap_checkpoint, base)

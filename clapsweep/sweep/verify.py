@@ -18,7 +18,7 @@ from clapsweep.sweep.spec import SweepSpec
 def pick_stages(spec: SweepSpec, wanted: list[str] | None) -> list:
     """The finished stages to check: those named (by key or name), else one per kind."""
     plan, _ = sweep_plan(spec)
-    store = Store(spec.workdir)
+    store = Store(spec.workdir, spec.store)
     done = [s for s in plan.stages.values() if store.is_done(s.name)]
     if not wanted:
         first: dict[str, Any] = {}
@@ -36,7 +36,7 @@ def pick_stages(spec: SweepSpec, wanted: list[str] | None) -> list:
 
 def verify_stage(spec: SweepSpec, stage, stage_fn: StageFn = pipeline_stage) -> dict[str, Any]:
     """Recompute one stage from its stored inputs; per output file, whether the bytes match."""
-    store = Store(spec.workdir)
+    store = Store(spec.workdir, spec.store)
     stored = store.meta(stage.name)["files"]
     scratch = Path(tempfile.mkdtemp(prefix=f"clapsweep-verify-{stage.kind}-"))
     try:

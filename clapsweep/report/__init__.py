@@ -1,4 +1,6 @@
-"""The paper's tables from a sweep's results: `clapsweep report --table 1|2|3`.
+"""The paper's tables from a sweep's results: `clapsweep report --table 1|2|3`; and reports
+of any sweep: accuracy against a swept axis (`--by AXIS`) and each student against its own
+seed's teacher (`--paired`), mean ± 95 % CI (t) over seeds.
 
 Reads a sweep's work directory (spec.yaml, plan.json and the store's stages/), never runs
 anything. The tables are entries of the registry clapsweep.recipe.tables (number, title,
@@ -15,13 +17,18 @@ stage is a cell without a value that says so, and a note names the file. Only `-
 anything: the tables, to the sweep's one W&B summary run (clapsweep.sweep.tracking).
 
 The parts, each importing only those before it:
-    model    Table, Row, Cell and how values are written
-    load     a sweep's stored records, read-only (Sweep, load_sweep, find_sweep)
-    build    Tables from a loaded sweep, one build function per table kind
-    render   text, md, latex, csv, json
-    plot     the figure (--plot); reads the model only
-    wandb    the tables to the sweep's W&B summary run (--wandb)
-    command  `clapsweep report`
+    stats         t-intervals and the paired t-test, standard library only
+    model         Table, Row, Cell and how values are written
+    load          a sweep's stored records, read-only (Sweep, load_sweep, find_sweep)
+    settings      what a row or a planned trial sets (--by: row fields and sweep axes)
+    build         Tables from a loaded sweep, one build function per table kind
+    sweeps        SweepTables: --by AXIS without --table, --paired
+    render        text, md, latex, csv, json
+    sweep_render  the same for SweepTables
+    plot          the figure (--plot); reads the model only
+    sweep_plot    the figure of a SweepTable: lines with 95 % bands, or paired Δ
+    wandb         the tables to the sweep's W&B summary run (--wandb)
+    command       `clapsweep report`
 """
 
 from __future__ import annotations
@@ -31,9 +38,11 @@ from clapsweep.report.build import (
     BY_FIELDS,
     build_table,
     builder,
+    check_axis,
     check_table,
     fold_order,
     row_setting,
+    sweep_axes,
 )
 from clapsweep.report.command import report_command
 from clapsweep.report.load import Sweep, find_sweep, load_sweep, read_spec_record
@@ -55,6 +64,7 @@ from clapsweep.report.render import (
     CSV_FIELDS,
     FORMATS,
     STATISTIC,
+    csv_fields,
     flat_rows,
     grid,
     latex_escape,
@@ -65,14 +75,21 @@ from clapsweep.report.render import (
     render_text,
     table_json,
 )
+from clapsweep.report.stats import PairedTest, ci_half_width, paired_test, t_quantile
+from clapsweep.report.sweep_plot import plot_sweep_table
+from clapsweep.report.sweep_render import render_sweep, render_sweep_text, sweep_json
+from clapsweep.report.sweeps import Line, PairedCell, Section, SweepTable, axis_table, paired_table
 from clapsweep.report.wandb import log_report_tables, report_tracker, wandb_tables
 
 __all__ = [
     "BUILDERS", "BY_FIELDS", "CSV_FIELDS", "FORMATS", "PAIRS", "PERCENT", "STATISTIC", "Cell",
-    "FoldTable", "Row", "Sweep", "Table", "all_notes", "build_table", "builder", "cell_text",
-    "check_plot", "check_table", "find_sweep", "flat_rows", "fmt_value", "fold_order", "grid",
-    "latex_escape", "load_sweep", "log_report_tables", "plot_formats", "plot_table",
-    "read_spec_record", "render", "render_csv", "render_latex", "render_md", "render_text",
-    "report_command", "report_tracker", "row_color", "row_setting", "seeds_text", "table_json",
+    "FoldTable", "Line", "PairedCell", "PairedTest", "Row", "Section", "Sweep", "SweepTable",
+    "Table", "all_notes", "axis_table", "build_table", "builder", "cell_text", "check_axis",
+    "check_plot", "check_table", "ci_half_width", "csv_fields", "find_sweep", "flat_rows",
+    "fmt_value", "fold_order", "grid", "latex_escape", "load_sweep", "log_report_tables",
+    "paired_table", "paired_test", "plot_formats", "plot_sweep_table", "plot_table",
+    "read_spec_record", "render", "render_csv", "render_latex", "render_md", "render_sweep",
+    "render_sweep_text", "render_text", "report_command", "report_tracker", "row_color",
+    "row_setting", "seeds_text", "sweep_axes", "sweep_json", "t_quantile", "table_json",
     "table_seeds", "wandb_tables",
 ]  # fmt: skip

@@ -25,8 +25,16 @@ from clapsweep.recipe import tables, tasks
 from clapsweep.recipe.tables import PaperRow, PaperTable
 from clapsweep.report.load import Sweep, first_line
 from clapsweep.report.model import PAIRS, PERCENT, Cell, FoldTable, Row, Table
+from clapsweep.report.settings import (
+    BY_FIELDS,
+    _setting_text,
+    check_axis,
+    row_setting,
+    sweep_axes,
+    trial_value,
+)
 
-BY_FIELDS = ("sigma", "sigma_ds", "beta", "replay", "soft_target")
+__all__ = ["BY_FIELDS", "check_axis", "row_setting", "sweep_axes", "trial_value"]  # re-exported
 
 Builder = Callable[[Sweep, PaperTable, str | None, bool], Table]
 BUILDERS: dict[str, Builder] = {}
@@ -54,28 +62,68 @@ def check_table(number: int) -> None:
         )
 
 
-def build_table(sweep: Sweep, number: int, by: str | None = None, folds: bool = False) -> Table:
-    """Aggregate the sweep's results into the paper's Table `number`."""
+def build_table(
+    sweep: Sweep,
+    number: int,
+    by: str | None = None,
+    folds: bool = False,
+    paper: bool = True,
+    metric: str | None = None,
+) -> Table:
+    """Aggregate the sweep's results into the paper's Table `number`; `paper=False`
+    (--no-paper) leaves out the rows only the paper has and the paper's numbers, `metric`
+    (--metric TASK) keeps one task's column of an accuracy table."""
     check_table(number)
-    if by is not None and by not in BY_FIELDS:
-        raise UserError(f"--by {by}: expected one of {', '.join(BY_FIELDS)}")
+    by = check_axis(sweep, by)
     entry = tables.get(number)
     if entry.kind not in BUILDERS:
         raise UserError(f"--table {number}: no build function for tables of kind {entry.kind}")
+    if metric is not None and entry.kind != tables.ACCURACY:
+        raise UserError(
+            f"--metric {metric}: Table {number} holds {entry.kind}, not accuracy per task; "
+            "leave --metric out"
+        )
     table = BUILDERS[entry.kind](sweep, entry, by, folds)
-    _add_notes(sweep, table)
+    if metric is not None:
+        _only_column(table, metric)
+    if not paper:
+        _hide_paper(table)
+    add_notes(sweep, table, paper)
     return table
 
 
-def _add_notes(sweep: Sweep, table: Table) -> None:
+def _only_column(table: Table, column: str) -> None:
+    if column not in table.columns:
+        raise UserError(
+            f"--metric {column}: Table {table.number} has the tasks {', '.join(table.columns)}"
+        )
+    table.columns = [column]
+    for row in table.rows:
+        row.cells = {column: row.cells[column]}
+    table.folds = [ft for ft in table.folds if ft.task == column]
+
+
+def _hide_paper(table: Table) -> None:
+    """--no-paper: the sweep's rows only, without the paper's numbers."""
+    table.paper = False
+    table.rows = [r for r in table.rows if r.source == "sweep"]
+    for row in table.rows:
+        for cell in row.cells.values():
+            cell.paper = None
+
+
+def add_notes(sweep: Sweep, table: Any, paper: bool = True) -> None:
     """Synthworld data, failed stages, damaged records: what every table says below it."""
     synth = (sweep.spec.get("data") or {}).get("synth")
     if isinstance(synth, dict) and synth:
         table.synth = synth
-        table.notes.append(
-            f"data: synthworld (scale {synth.get('scale')}), generated offline; the paper's "
-            "numbers come from the real datasets and are shown for orientation only"
-        )
+        note = f"data: synthworld (scale {synth.get('scale')}), generated offline"
+        if paper:
+            note += (
+                "; the paper's numbers come from the real datasets and are shown for "
+                "orientation only"
+            )
+        table.notes.append(note)
     for name, record in sweep.failures():
         first = first_line(record.get("message"))
         table.notes.append(f"failed stage {name}: {first} (log: {record.get('log')})")
@@ -171,28 +219,6 @@ def _norm(name: str) -> str:
     return "".join(name.split()).upper()
 
 
-def row_setting(sweep: Sweep, row: str, name: str) -> Any:
-    """The effective value of a row field: the row's own, else `student` over `train`."""
-    if row in tables.BASELINES:
-        return None
-    spec_rows = {r["name"]: r for r in (sweep.spec.get("grid") or {}).get("rows", [])}
-    value = (spec_rows.get(row) or {}).get(name)
-    if value is None and name in ("beta", "replay", "soft_target"):
-        merged = {**(sweep.spec.get("train") or {}), **(sweep.spec.get("student") or {})}
-        value = merged.get(name)
-    if isinstance(value, dict) and len(set(value.values())) == 1:
-        value = next(iter(value.values()))
-    return value
-
-
-def _setting_text(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, dict):
-        return ",".join(f"{k}:{v:g}" for k, v in value.items())
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def _cell(sweep: Sweep, entries: dict[Any, str], extract: Callable[[dict], float | None]) -> Cell:
     """Pool one row's seeds for one column; entries maps seed -> the stage holding its value."""
     cell = Cell()
@@ -240,7 +266,7 @@ def accuracy_table(sweep: Sweep, entry: PaperTable, by: str | None, folds: bool)
     columns = tables.columns(entry)
     rows = _accuracy_rows(sweep, entry, index, columns)
     if by is not None:
-        rows = _pivot(sweep, rows, by)
+        rows = _pivot(sweep, rows, by, fraction)
     table = Table(
         number=entry.number,
         sweep=sweep.name,
@@ -324,7 +350,7 @@ def _paper_only(paper_row: PaperRow, columns: list[str]) -> Row:
     return Row(paper_row.label, paper_row.key, "paper only", paper_row.label, None, cells)
 
 
-def _pivot(sweep: Sweep, rows: list[Row], by: str) -> list[Row]:
+def _pivot(sweep: Sweep, rows: list[Row], by: str, fraction: float | None = None) -> list[Row]:
     """--by FIELD: label each student row with its value and group the rows by value; the
     baselines stay first, rows the paper alone has go last. Rows are never merged, so
     different settings stay apart."""
@@ -335,7 +361,7 @@ def _pivot(sweep: Sweep, rows: list[Row], by: str) -> list[Row]:
         elif row.source != "sweep":
             tail.append(row)
         else:
-            value = row_setting(sweep, row.key, by)
+            value = row_setting(sweep, row.key, by, fraction)
             row.setting = {by: value}
             row.name = f"{row.name} [{by}={_setting_text(value)}]"
             groups.setdefault(_setting_text(value), []).append(row)
@@ -401,7 +427,7 @@ def pairs_table(sweep: Sweep, entry: PaperTable, by: str | None, folds: bool) ->
     index = _curate_index(sweep, entry, fraction)
     paper_rows = [_paper_set_row(p, columns) for p in entry.rows]
     published = entry.rows[0].values if entry.rows else {}
-    rows = _count_rows(sweep, index, columns, published, by)
+    rows = _count_rows(sweep, index, columns, published, by, fraction)
     if by is not None:
         rows = sorted(rows, key=lambda r: _setting_text((r.setting or {})[by]))
     rows = paper_rows + rows
@@ -433,14 +459,19 @@ def _paper_set_row(paper_row: PaperRow, columns: list[str]) -> Row:
 
 
 def _count_rows(
-    sweep: Sweep, index: Index, columns: list[str], published: dict[str, float], by: str | None
+    sweep: Sweep,
+    index: Index,
+    columns: list[str],
+    published: dict[str, float],
+    by: str | None,
+    fraction: float | None = None,
 ) -> list[Row]:
     rows: list[Row] = []
     merged: dict[tuple, Row] = {}
     for name in _row_order(sweep):
         if name not in index:
             continue
-        setting = row_setting(sweep, name, by) if by else None
+        setting = row_setting(sweep, name, by, fraction) if by else None
         signature = (
             _setting_text(setting),
             tuple(sorted((c, tuple(sorted(e.items(), key=str))) for c, e in index[name].items())),

@@ -116,7 +116,8 @@ def load_sweep(path: str | Path) -> Sweep:
         raise UserError(f"sweep {name}: no plan.json in {workdir}; run `{rerun}` first")
     stages = {s.name: s.to_json() for s in plan.stages.values()}
     _check_plan(plan_file, stages, rerun)
-    store = Store(workdir.resolve())
+    root = data.get("store") if isinstance(data.get("store"), str) else None
+    store = Store(workdir.resolve(), root)
     sweep_name = plan.sweep if isinstance(plan.sweep, str) and plan.sweep else str(name)
     return Sweep(sweep_name, workdir.resolve(), data, stages, store, store.is_locked())
 
@@ -244,10 +245,11 @@ def first_line(text: Any, default: str = "") -> str:
 
 
 def find_sweep(
-    number: int, root: str | Path = "runs", warn: Callable[[str], None] | None = None
+    number: int | None, root: str | Path = "runs", warn: Callable[[str], None] | None = None
 ) -> Path:
-    """The work directory under `root` with the newest plan.json whose spec lists the table.
-    Work directories whose spec.yaml cannot be read are passed over (told to `warn`)."""
+    """The work directory under `root` with the newest plan.json whose spec lists the table
+    (any table, or none, for `number` None: a report of any sweep, --by or --paired). Work
+    directories whose spec.yaml cannot be read are passed over (told to `warn`)."""
     root = Path(root)
     found: list[tuple[float, Path]] = []
     skipped: list[str] = []
@@ -258,7 +260,7 @@ def find_sweep(
         try:
             data = read_spec_record(spec_file)
             tables = data.get("tables") or []
-            declared = number in tables if isinstance(tables, list) else False
+            declared = number is None or (number in tables if isinstance(tables, list) else False)
             mtime = plan_file.stat().st_mtime
         except (UserError, OSError) as e:
             skipped.append(str(e))
@@ -268,6 +270,11 @@ def find_sweep(
     for message in skipped:
         if warn is not None:
             warn(f"passed over: {message}")
+    if not found and number is None:
+        raise UserError(
+            f"no sweep under {root}/ has been run; pass --sweep SWEEP.yaml or its work "
+            "directory, or --workdir-root where your sweeps' folders are"
+        )
     if not found:
         also = f" ({len(skipped)} work directories with a damaged spec.yaml passed over)"
         raise UserError(

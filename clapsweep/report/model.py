@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clapsweep.recipe.tables import column_label
+from clapsweep.report.stats import ci_half_width
 
 PERCENT, PAIRS = "percent", "pairs"
 
@@ -42,6 +43,11 @@ class Cell:
             return None
         m = self.mean
         return math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
+
+    @property
+    def ci95(self) -> float | None:
+        """Half the width of the 95 % t-interval of the mean; None for fewer than two values."""
+        return ci_half_width(self.values)
 
     def diff(self) -> float | None:
         return None if self.mean is None or self.paper is None else self.mean - self.paper
@@ -92,6 +98,7 @@ class Table:
     fraction: float | None = None
     synth: dict[str, Any] | None = None  # data.synth of the sweep, if synthworld
     folds: list[FoldTable] = field(default_factory=list)
+    paper: bool = True  # False (--no-paper): no paper-only rows, no paper and Δ columns
 
     def labels(self) -> list[str]:
         return [column_label(c) for c in self.columns]

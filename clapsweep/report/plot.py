@@ -197,7 +197,8 @@ def _decorate(fig: Any, table: Table) -> None:
     handles = [
         Patch(facecolor="#bbbbbb", edgecolor="#444444", label="this sweep: mean ± std"),
         Line2D([], [], marker="o", linestyle="", color=_INK, markersize=4, label="one seed"),
-        Line2D([], [], marker="_", linestyle="", color="black", markersize=16, mew=2.5),
     ]
-    handles[-1].set_label("paper")
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    if table.paper:
+        handles.append(Line2D([], [], marker="_", linestyle="", color="black", markersize=16,
+                              mew=2.5, label="paper"))  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)

@@ -59,7 +59,10 @@ def render(table: Table, fmt: str) -> str:
 
 
 def _step(table: Table) -> int:
-    """Header cells per column: ours, paper and (accuracy) the difference."""
+    """Header cells per column: ours, paper and (accuracy) the difference; ours alone
+    without the paper (--no-paper)."""
+    if not table.paper:
+        return 1
     return 3 if table.unit == PERCENT else 2
 
 
@@ -67,13 +70,18 @@ def grid(table: Table, width: int = 40) -> tuple[list[str], list[list[str]]]:
     """Header and body as plain strings: per column ours, paper and (accuracy) the difference."""
     headers = ["Model"]
     for label in table.labels():
-        headers += [label, "paper"] + (["Δ"] if table.unit == PERCENT else [])
+        headers.append(label)
+        if table.paper:
+            headers += ["paper"] + (["Δ"] if table.unit == PERCENT else [])
     body = []
     for row in table.rows:
         line = [row.name]
         for col in table.columns:
             cell = row.cells[col]
-            line += [cell_text(cell, table.unit, width), fmt_value(cell.paper, table.unit)]
+            line.append(cell_text(cell, table.unit, width))
+            if not table.paper:
+                continue
+            line.append(fmt_value(cell.paper, table.unit))
             if table.unit == PERCENT:
                 line.append(diff_text(cell, table.unit))
         body.append(line)
@@ -204,7 +212,8 @@ def latex_escape(text: str) -> str:
 
 
 def render_latex(table: Table) -> str:
-    """A booktabs table: per column 'Ours' (mean$\\pm$std, best in bold) and 'Paper'."""
+    """A booktabs table: per column 'Ours' (mean$\\pm$std, best in bold) and 'Paper' (ours
+    alone with --no-paper)."""
     best = table.best()
     max_n = max((c.n for r in table.rows for c in r.cells.values()), default=0)
     k = len(table.columns)
@@ -213,24 +222,33 @@ def render_latex(table: Table) -> str:
         r"\begin{table}[t]",
         r"\centering",
         r"\caption{" + latex_escape(caption(table)).replace("(n seeds)", f"(n={max_n})") + "}",
-        r"\begin{tabular}{l" + " rr" * k + "}",
-        r"\toprule",
-        " & ".join(
-            ["Model"] + [r"\multicolumn{2}{c}{" + latex_escape(x) + "}" for x in table.labels()]
-        )
-        + r" \\",
-        " ".join(rf"\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(k)),
-        " & ".join([""] + ["Ours", "Paper"] * k) + r" \\",
-        r"\midrule",
     ]
+    if table.paper:
+        lines += [
+            r"\begin{tabular}{l" + " rr" * k + "}",
+            r"\toprule",
+            " & ".join(
+                ["Model"] + [r"\multicolumn{2}{c}{" + latex_escape(x) + "}" for x in table.labels()]
+            )
+            + r" \\",
+            " ".join(rf"\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(k)),
+            " & ".join([""] + ["Ours", "Paper"] * k) + r" \\",
+            r"\midrule",
+        ]
+    else:
+        lines += [
+            r"\begin{tabular}{l" + " r" * k + "}",
+            r"\toprule",
+            " & ".join(["Model"] + [latex_escape(x) for x in table.labels()]) + r" \\",
+            r"\midrule",
+        ]
     for r, row in enumerate(table.rows):
         cells = [latex_escape(row.name)]
         for col in table.columns:
             cell = row.cells[col]
-            cells += [
-                _latex_cell(cell, table.unit, best.get(col) == r, max_n),
-                fmt_value(cell.paper, table.unit),
-            ]
+            cells.append(_latex_cell(cell, table.unit, best.get(col) == r, max_n))
+            if table.paper:
+                cells.append(fmt_value(cell.paper, table.unit))
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     notes = all_notes(table)
@@ -273,8 +291,24 @@ def _flat(number: int, row: str, column: str, cell: Cell, diff: float | None) ->
     ]  # fmt: skip
 
 
+def csv_fields(table: Table) -> list[str]:
+    """CSV_FIELDS, without paper and diff for a table without the paper (--no-paper)."""
+    return CSV_FIELDS if table.paper else [f for f in CSV_FIELDS if f not in _PAPER_FIELDS]
+
+
+_PAPER_FIELDS = ("paper", "diff")
+
+
 def flat_rows(table: Table) -> list[list[Any]]:
-    """One list per (row, column), CSV_FIELDS order; per-fold cells as '<column>/fold <f>'."""
+    """One list per (row, column), csv_fields order; per-fold cells as '<column>/fold <f>'."""
+    rows = _flat_rows(table)
+    if table.paper:
+        return rows
+    keep = [i for i, f in enumerate(CSV_FIELDS) if f not in _PAPER_FIELDS]
+    return [[line[i] for i in keep] for line in rows]
+
+
+def _flat_rows(table: Table) -> list[list[Any]]:
     out = []
     for row in table.rows:
         for col in table.columns:
@@ -292,7 +326,7 @@ def flat_rows(table: Table) -> list[list[Any]]:
 def render_csv(table: Table) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
+    writer.writerow(csv_fields(table))
     for line in flat_rows(table):
         writer.writerow(
             ["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in line]
@@ -302,7 +336,7 @@ def render_csv(table: Table) -> str:
 
 def table_json(table: Table) -> dict[str, Any]:
     with_diff = table.unit == PERCENT
-    data = {
+    data: dict[str, Any] = {
         "table": table.number,
         "title": table.title,
         "sweep": table.sweep,
@@ -326,6 +360,11 @@ def table_json(table: Table) -> dict[str, Any]:
         ],
         "notes": all_notes(table),
     }
+    if not table.paper:  # --no-paper: no paper numbers anywhere
+        for row in data["rows"]:
+            del row["paper_row"]
+            for cell in row["cells"].values():
+                del cell["paper"], cell["diff"]
     if table.folds:
         data["folds"] = {
             ft.task: {

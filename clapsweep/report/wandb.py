@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from clapsweep.errors import UserError
+from clapsweep.report import sweep_render
 from clapsweep.report.load import Sweep, damaged_message, why
 from clapsweep.report.model import Table
-from clapsweep.report.render import CSV_FIELDS, flat_rows
+from clapsweep.report.render import csv_fields, flat_rows
+from clapsweep.report.sweeps import SweepTable
 from clapsweep.sweep.spec import load_spec
 
 
@@ -40,8 +42,11 @@ def _tracker(spec: Any) -> Any:
     return WandbTracker(spec)
 
 
-def wandb_tables(table: Table) -> dict[str, tuple[list[str], list[list[Any]]]]:
-    return {f"table{table.number}": (CSV_FIELDS, flat_rows(table))}
+def wandb_tables(table: Table | SweepTable) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """{name: (columns, rows)}: table2 (a paper table), by_sigma, paired, ... (SweepTable.name)."""
+    if isinstance(table, SweepTable):
+        return {table.name: (sweep_render.CSV_FIELDS, sweep_render.flat_rows(table))}
+    return {f"table{table.number}": (csv_fields(table), flat_rows(table))}
 
 
 def report_tracker(sweep: Sweep) -> Any:

@@ -301,7 +301,7 @@ class DataConfig:
         default_factory=lambda: ["esc50", "us8k", "tut17"]
     )
     fraction: float = bounded(1.0, 0.0, 1.0)  # teacher data fraction
-    cache: bool = True  # keep decoded, resampled audio under the output folder
+    cache: bool = True  # keep decoded, resampled audio beside the output folder, in OUT.cache/
     # Which splits train the teacher and which measure retrieval, per teacher dataset
     # (datasets not named keep TEACHER_SPLITS / RETRIEVAL_SPLITS).
     splits: dict[str, list[str]] = field(default_factory=dict)

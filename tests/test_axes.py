@@ -119,3 +119,22 @@ def test_a_run_records_its_overrides_in_spec_yaml(tmp_path):
     assert "# override: train.lr=3e-4\n" in text
     assert yaml.safe_load(text)["train"]["lr"] == 3e-4
     assert json.loads((tmp_path / "w" / "plan.json").read_text())["stages"]
+
+
+def test_overrides_on_the_command_line_before_or_after_options(tmp_path, capsys):
+    from clapsweep.cli import main
+
+    rows = copy.deepcopy(BASE["grid"]["rows"])
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(copy.deepcopy(BASE) | {"grid": BASE["grid"] | {"rows": rows}}))
+    counts = []
+    for argv in (
+        ["run", str(path), "--dry-run", "--json"],
+        ["run", str(path), "grid.seed=[0]", "--dry-run", "--json"],
+        ["run", str(path), "--dry-run", "--json", "grid.seed=[0]"],
+    ):
+        assert main(argv) == 0
+        counts.append(json.loads(capsys.readouterr().out)["totals"]["total"])
+    assert counts[0] == 2 * counts[1] and counts[1] == counts[2]
+    assert main(["run", str(path), "--dry-run", "grid.sed=[0]"]) == 2
+    assert "grid.sed: unknown key" in capsys.readouterr().err

@@ -13,8 +13,8 @@ import torch
 
 from clapsweep import bench
 from clapsweep.audio import load_audio
-from clapsweep.bench import cli as bench_cli
 from clapsweep.bench.wave_soundfile import make_stand_in
+from clapsweep.cli import bench as bench_cli
 from clapsweep.config import FrontendConfig, ModelConfig
 from clapsweep.errors import UserError
 
@@ -98,7 +98,7 @@ def test_importing_the_package_leaves_the_real_soundfile_alone():
         assert "soundfile" not in sys.modules, "importing clapsweep.bench imported soundfile"
         import soundfile
         real = sys.modules["soundfile"]
-        import clapsweep.bench.cli, clapsweep.bench.eval, clapsweep.bench.data
+        import clapsweep.cli.bench, clapsweep.bench.eval, clapsweep.bench.data
         import clapsweep.bench.curate, clapsweep.bench.train, clapsweep.bench.real_trainer
         from clapsweep.bench import wave_soundfile
         assert sys.modules["soundfile"] is real is soundfile

@@ -65,3 +65,19 @@ def test_report_and_status_read_the_project_store(tmp_path, capsys):
     record = yaml.safe_load((tmp_path / "first" / "spec.yaml").read_text())
     assert record["store"] == str(tmp_path / "store")
     assert Store(first.workdir, first.store).is_done(next(iter(build_plan(first).stages)))
+
+
+def test_gc_command_lists_then_deletes(tmp_path, capsys):
+    from clapsweep.cli import main
+
+    first, second = two_sweeps(tmp_path)
+    run_sweep(first, stage_fn=FakeStages())
+    run_sweep(second, stage_fn=FakeStages())
+    shutil.rmtree(tmp_path / "second")
+    store = str(tmp_path / "store")
+    assert main(["gc", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "6 stage folder(s)" in out and "rerun with --delete" in out
+    assert len(list((tmp_path / "store" / "stages").iterdir())) == 24
+    assert main(["gc", "--store", store, "--delete"]) == 0
+    assert len(list((tmp_path / "store" / "stages").iterdir())) == 18

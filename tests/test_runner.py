@@ -23,9 +23,9 @@ import pytest
 import yaml
 from conftest import stub_data_root
 
+from clapsweep.cli import sweep as commands
 from clapsweep.errors import UserError
 from clapsweep.store import Store
-from clapsweep.sweep import commands
 from clapsweep.sweep.local import LocalBackend
 from clapsweep.sweep.plan import build_plan
 from clapsweep.sweep.runner import describe_plan, run_sweep, status

@@ -28,9 +28,10 @@ import pytest
 import yaml
 from conftest import stub_data_root
 
+from clapsweep.cli import sweep as commands
 from clapsweep.errors import ConfigError, UserError
 from clapsweep.store import Store
-from clapsweep.sweep import commands, slurm_backend
+from clapsweep.sweep import slurm_backend
 from clapsweep.sweep.local import LocalBackend
 from clapsweep.sweep.plan import PlannedStage, build_plan
 from clapsweep.sweep.runner import StageExecutor, StageFailed, run_sweep

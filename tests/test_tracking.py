@@ -17,8 +17,8 @@ import yaml
 from conftest import stub_data_root
 
 from clapsweep import cli
+from clapsweep.cli import sweep as commands
 from clapsweep.errors import UserError
-from clapsweep.sweep import commands
 from clapsweep.sweep.plan import build_plan
 from clapsweep.sweep.runner import Tracker, make_tracker, run_sweep
 from clapsweep.sweep.spec import load_spec

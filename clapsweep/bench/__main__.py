@@ -2,6 +2,6 @@
 
 import sys
 
-from clapsweep.bench.cli import main
+from clapsweep.cli.bench import main
 
 sys.exit(main())

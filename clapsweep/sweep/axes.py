@@ -112,6 +112,7 @@ def _show(value: Any) -> str:
 
 # ----------------------------------------------------------------------------- overrides
 
+
 class _Loader(yaml.SafeLoader):
     """YAML that also reads 3e-4 as a number (YAML 1.1 wants 3.0e-4), as a user types it."""
 

@@ -60,35 +60,3 @@ def _differing(a: dict, b: dict) -> list[str]:
     return sorted(
         f for f in set(a) | set(b) if a.get(f, {}).get("sha256") != b.get(f, {}).get("sha256")
     )
-
-
-def add_verify_command(subparsers: Any) -> None:
-    v = subparsers.add_parser(
-        "verify", help="recompute stages and compare their bytes with the store"
-    )
-    v.add_argument("sweep", metavar="SWEEP", help="the sweep's YAML file")
-    v.add_argument(
-        "--stage", action="append", metavar="KEY", help="a stage key or name (repeatable)"
-    )
-    v.add_argument("--workdir", metavar="DIR", help="the workdir given to `run`, if any")
-    v.set_defaults(handler=cmd_verify)
-
-
-def cmd_verify(args) -> int:
-    from clapsweep.sweep.commands import load_with_overrides
-
-    spec = load_with_overrides(args)
-    stages = pick_stages(spec, args.stage)
-    bad = 0
-    for stage in stages:
-        r = verify_stage(spec, stage)
-        if r["damaged"]:
-            print(f"damaged {r['name']}: {', '.join(r['damaged'])} changed since it was written")
-        if r["differ"]:
-            print(f"differ  {r['name']}: recomputed {', '.join(r['differ'])} differ")
-        if r["damaged"] or r["differ"]:
-            bad += 1
-        else:
-            print(f"match   {r['name']} ({r['files']} files)", flush=True)
-    print(f"{len(stages) - bad} of {len(stages)} stage(s) match")
-    return 1 if bad else 0

@@ -1,8 +1,9 @@
-"""`clapsweep bench train|data|curate|eval`: parse arguments, run a benchmark, print its JSON.
+"""`clapsweep bench train|data|curate|eval`: parse arguments, run a benchmark (clapsweep.bench),
+print its JSON.
 
 `add_commands(subparsers)` adds the `bench` command to the main CLI. The commands also run on
-their own (`python -m clapsweep.bench train ...`), which needs none of the sweep machinery;
-scripts/gpu_bench.sh uses that form.
+their own (`python -m clapsweep.bench train ...`, via main() here), which needs none of the
+sweep machinery; scripts/gpu_bench.sh uses that form.
 
 Each command calls `use_wave_decoder_if_needed()` before it imports its benchmark (and with
 it the pipeline), so that where soundfile is missing the stdlib WAV decoder stands in for it.

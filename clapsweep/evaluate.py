@@ -94,10 +94,13 @@ def embed_texts(model, texts: Sequence[str], batch_size: int = 256) -> torch.Ten
     return torch.nn.functional.normalize(out, dim=-1)
 
 
-def zero_shot(model, records, cache: AudioCache, clip_samples: int, **kw) -> dict:
-    """Zero-shot accuracy (overall and per fold) on a task's records."""
+def zero_shot(
+    model, records, cache: AudioCache, clip_samples: int, prompt=prompt_for, **kw
+) -> dict:
+    """Zero-shot accuracy (overall and per fold) on a task's records; `prompt` turns a class
+    name into its text (a custom task's template, else the built-in policy)."""
     classes = sorted({r.labels[0] for r in records})
-    class_emb = embed_texts(model, [prompt_for(c) for c in classes])
+    class_emb = embed_texts(model, [prompt(c) for c in classes])
     audio, ok = embed_audio(model, [r.path for r in records], cache, clip_samples, **kw)
     keep = [i for i in range(len(records)) if ok[i]]
     targets = torch.tensor([classes.index(records[i].labels[0]) for i in keep])

@@ -37,6 +37,7 @@ from clapsweep.config import (
     merged_splits,
 )
 from clapsweep.data.cache import AudioCache
+from clapsweep.data.custom import load_custom_task, task_prompt
 from clapsweep.data.datasets import Pair, load_dataset, task_classes, teacher_pairs
 from clapsweep.data.overlap import teacher_overlap_ids
 from clapsweep.errors import UserError
@@ -65,6 +66,25 @@ EMB_CHUNK = 4096  # clips per resumable embedding chunk
 def manifest(name: str, root: str):
     """A dataset's manifest, read once per process (reading headers of every file is slow)."""
     return load_dataset(name, root)
+
+
+@functools.lru_cache(maxsize=32)
+def _custom_manifest(name: str, csv_path: str):
+    return load_custom_task(name, csv_path)
+
+
+def task_manifest(data: dict, name: str):
+    """A task's manifest: a custom task's (data.custom_tasks) from its CSV, else the
+    built-in dataset's under data.root."""
+    custom = (data.get("custom_tasks") or {}).get(name)
+    if custom is not None:
+        return _custom_manifest(name, custom["csv"])
+    return manifest(name, data["root"])
+
+
+def _prompt(data: dict, task: str, label: str) -> str:
+    custom = (data.get("custom_tasks") or {}).get(task)
+    return task_prompt(custom.get("prompt"), label) if custom else prompt_for(label)
 
 
 def _configs(config: dict) -> tuple[FrontendConfig, ModelConfig]:
@@ -119,7 +139,8 @@ def overlap_ids(data: dict) -> set[str]:
     if not data.get("exclude_overlap"):
         return set()
     tasks = data.get("tasks", [])
-    manifests = {n: manifest(n, data["root"]) for n in [*data["teacher"], *tasks]}
+    manifests = {n: manifest(n, data["root"]) for n in data["teacher"]}
+    manifests |= {n: task_manifest(data, n) for n in tasks}
     return teacher_overlap_ids(manifests, data["teacher"], tasks)
 
 
@@ -265,8 +286,8 @@ def stage_embed(config: dict, inputs: dict, out: Path, report=None) -> dict:
         _embed_audio_chunked(model, [p for _, p in table], out, f"{name}_emb", config, report)
     prompts = {}
     for task in data["tasks"]:
-        prompts[task] = task_classes(manifest(task, data["root"]))
-        emb = evaluate.embed_texts(model, [prompt_for(c) for c in prompts[task]])
+        prompts[task] = task_classes(task_manifest(data, task))
+        emb = evaluate.embed_texts(model, [_prompt(data, task, c) for c in prompts[task]])
         _save_npy(out / f"prompt_emb_{task}.npy", emb)
     _write_json(out / "prompts.json", prompts)
     return {"captions": len(pairs), "teacher_clips": len(clips), "wild_clips": len(wild)}
@@ -330,9 +351,30 @@ def stage_curate(config: dict, inputs: dict, out: Path, report=None) -> dict:
             f"curate: unknown strategy {name!r}; expected one of {', '.join(strategies.names())}"
         )
     opts = {"chunk": config.get("chunk", curate.DEFAULT_CHUNK)}
-    imp = strategies.get(name).build(Embeddings(inputs["embed"]), config, opts)
+    emb = Embeddings(inputs["embed"])
+    imp = strategies.get(name).build(emb, config, opts)
+    _check_custom_leakage(imp, emb, config.get("custom_tasks") or {})
     imp.save(out / "improvement")
     return {**imp.counts(), "strategy": name, "task": task, "max_sims": imp.max_sims}
+
+
+def _check_custom_leakage(imp, emb: Embeddings, custom: dict) -> None:
+    """No clip of a custom task may enter the Improvement-Set: neither by id nor by audio
+    file (a custom task may list files that a teacher or wild dataset also holds)."""
+    if not custom:
+        return
+    curate.check_no_task_audio(imp.clips, (*curate.TASK_DATASETS, *custom))
+    task_files = {}
+    for name, task in custom.items():
+        for record in _custom_manifest(name, task["csv"]).records:
+            task_files[os.path.realpath(record.path)] = name
+    bad = [c for c in imp.clips if os.path.realpath(emb.clip_path.get(c, "")) in task_files]
+    if bad:
+        task = task_files[os.path.realpath(emb.clip_path[bad[0]])]
+        raise curate.LeakageError(
+            f"{len(bad)} clip(s) of custom task {task} would enter the Improvement-Set "
+            f"(e.g. {bad[0]}, the same audio file); task audio must never train a student"
+        )
 
 
 def stage_student(config: dict, inputs: dict, out: Path, report=None) -> dict:
@@ -367,8 +409,11 @@ def stage_eval(config: dict, inputs: dict, out: Path, report=None) -> dict:
     cache = _cache(config)
     result = {}
     for task in data["tasks"]:
-        records = manifest(task, data["root"]).records
-        result[task] = evaluate.zero_shot(model, records, cache, frontend.clip_samples)
+        records = task_manifest(data, task).records
+        prompt = functools.partial(_prompt, data, task)
+        result[task] = evaluate.zero_shot(
+            model, records, cache, frontend.clip_samples, prompt=prompt
+        )
         if report:
             report({"task": task, "accuracy": result[task]["accuracy"]})
     held = held_out_records(data) if data.get("teacher") else []

@@ -87,8 +87,8 @@ def column_label(column: str) -> str:
     if "/" in column:
         task, strategy = column.split("/")
         return f"{tasks.label(task)} {_strategy_label(strategy)}"
-    if column in tasks.LABELS:
-        return tasks.label(column)
+    if column in tasks.LABELS or column not in strategies.STRATEGIES:
+        return tasks.label(column)  # a built-in task, or one of the sweep's own
     return _strategy_label(column)
 
 

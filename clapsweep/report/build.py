@@ -264,6 +264,8 @@ def accuracy_table(sweep: Sweep, entry: PaperTable, by: str | None, folds: bool)
     fraction = _pick_fraction(sweep, entry, "eval", notes)
     index = _eval_index(sweep, entry, fraction)
     columns = tables.columns(entry)
+    if entry.columns is None:  # the sweep's own tasks (data.custom_tasks) get columns too
+        columns += [t for t in _sweep_tasks(sweep) if t not in columns]
     rows = _accuracy_rows(sweep, entry, index, columns)
     if by is not None:
         rows = _pivot(sweep, rows, by, fraction)

@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from clapsweep.errors import UserError
-from clapsweep.report import sweep_render
 from clapsweep.report.load import Sweep, damaged_message, why
 from clapsweep.report.model import Table
 from clapsweep.report.render import csv_fields, flat_rows
+from clapsweep.report.sweep_render import CSV_FIELDS as SWEEP_CSV_FIELDS
+from clapsweep.report.sweep_render import flat_rows as sweep_flat_rows
 from clapsweep.report.sweeps import SweepTable
 from clapsweep.sweep.spec import load_spec
 
@@ -45,7 +46,7 @@ def _tracker(spec: Any) -> Any:
 def wandb_tables(table: Table | SweepTable) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """{name: (columns, rows)}: table2 (a paper table), by_sigma, paired, ... (SweepTable.name)."""
     if isinstance(table, SweepTable):
-        return {table.name: (sweep_render.CSV_FIELDS, sweep_render.flat_rows(table))}
+        return {table.name: (SWEEP_CSV_FIELDS, sweep_flat_rows(table))}
     return {f"table{table.number}": (csv_fields(table), flat_rows(table))}
 
 

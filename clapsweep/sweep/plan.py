@@ -49,6 +49,7 @@ from clapsweep.config import (
     merged_splits,
     volatile_fields,
 )
+from clapsweep.data.custom import custom_task_fingerprint
 from clapsweep.data.fingerprint import fingerprints
 from clapsweep.errors import ConfigError
 from clapsweep.recipe import strategies
@@ -148,6 +149,10 @@ def _key_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     # Data enter by their fingerprints, not their location: the same datasets under another
     # root give the same keys, hence the same random streams and the same numbers.
     out.get("data", {}).pop("root", None)
+    # A custom task enters by its fingerprint and prompt, not by where its CSV lives.
+    for holder in (out, out.get("data", {})):
+        for task in (holder.get("custom_tasks") or {}).values():
+            task.pop("csv", None)
     # exclude_overlap off is the default and was never in a key: it must not change one.
     if out.get("data", {}).get("exclude_overlap") is False:
         out["data"].pop("exclude_overlap")
@@ -209,7 +214,24 @@ class _Builder:
 def data_fingerprints(spec: SweepSpec) -> dict[str, str]:
     """The content fingerprint of every dataset the sweep reads."""
     d = spec.data
-    return fingerprints(d.root, [*d.teacher, d.wild, *d.tasks])
+    builtin = [t for t in d.tasks if t not in d.custom_tasks]
+    prints = fingerprints(d.root, [*d.teacher, d.wild, *builtin])
+    for name in d.tasks:
+        if name in d.custom_tasks:
+            prints[name] = custom_task_fingerprint(name, d.custom_tasks[name].csv)
+    return prints
+
+
+def custom_tasks(spec: SweepSpec, tasks: list[str]) -> dict[str, dict[str, Any]]:
+    """The definitions ({csv, prompt}) of the custom ones among `tasks`, for stage configs
+    (empty for built-in tasks only, so their configs and keys stay as they were)."""
+    custom = spec.data.custom_tasks
+    return {t: {"csv": custom[t].csv, "prompt": custom[t].prompt} for t in tasks if t in custom}
+
+
+def _with_custom(data: dict, spec: SweepSpec, tasks: list[str]) -> dict:
+    custom = custom_tasks(spec, tasks)
+    return data | {"custom_tasks": custom} if custom else data
 
 
 def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
@@ -243,6 +265,7 @@ def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
             }
             if spec.data.exclude_overlap:
                 data |= _overlap_data(tasks, teachers, prints)
+                data = _with_custom(data, spec, tasks)
             teacher_cfg = {
                 "data": data,
                 "frontend": _asdict(spec.frontend),
@@ -256,9 +279,13 @@ def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
             b.add("eval", _eval_config(spec, tasks, runtime, prints), {"model": teacher}, user)
             read = [*teachers, spec.data.wild, *tasks]
             embed_cfg = {
-                "data": data
-                | {"wild": spec.data.wild, "tasks": tasks}
-                | {"fingerprint": {n: prints[n] for n in read}},
+                "data": _with_custom(
+                    data
+                    | {"wild": spec.data.wild, "tasks": tasks}
+                    | {"fingerprint": {n: prints[n] for n in read}},
+                    spec,
+                    tasks,
+                ),
                 "seed": seed,
                 "frontend": _asdict(spec.frontend),
                 "model": _asdict(spec.model),
@@ -305,6 +332,10 @@ def _plan_row(
     """Curation(s), the student and its evaluation for one row trial: the row's strategy
     and the ones upstream of it (ADS reads DS), each one curate stage."""
     top = {"top_k": spec.curate.top_k, "chunk": spec.curate.chunk, "runtime": runtime}
+    # The leakage guard keeps the audio of every custom task of the sweep out of the set.
+    guarded = custom_tasks(spec, list(spec.data.tasks))
+    if guarded:
+        top["custom_tasks"] = {n: {"csv": c["csv"]} for n, c in guarded.items()}
     task = tasks[0] if len(tasks) == 1 else ""
     curated: dict[str, str] = {}  # strategy name -> its curate stage
     for strategy in strategies.chain(strategies.get(row.strategy)):
@@ -372,7 +403,7 @@ def _eval_config(spec: SweepSpec, tasks: list[str], runtime: dict, prints: dict)
         "fingerprint": {n: prints[n] for n in [*spec.data.teacher, *tasks]},
     }
     return {
-        "data": data,
+        "data": _with_custom(data, spec, tasks),
         "frontend": _asdict(spec.frontend),
         "model": _asdict(spec.model),
         "runtime": runtime,
@@ -398,6 +429,7 @@ def student_schedule(spec: SweepSpec, plan: Plan) -> dict[str, Any]:
     data["splits"] = merged_splits(spec.data.splits, TEACHER_SPLITS)
     if spec.data.exclude_overlap:
         data |= {"exclude_overlap": True, "tasks": list(spec.data.tasks)}
+        data = _with_custom(data, spec, list(spec.data.tasks))
     counts = pair_counts(data)
     total = sum(counts.values())
     students = []

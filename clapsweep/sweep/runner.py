@@ -355,7 +355,13 @@ def ensure_data(spec: SweepSpec, on_event: OnEvent | None = None) -> None:
             f"data.root: {root} is missing or empty; point it (or CLAPSWEEP_DATA) at your "
             "datasets (docs/datasets.md), or add data.synth to generate the offline synthworld"
         )
-    names = [*spec.data.teacher, spec.data.wild, *spec.data.tasks]
+    custom = spec.data.custom_tasks
+    names = [*spec.data.teacher, spec.data.wild, *(t for t in spec.data.tasks if t not in custom)]
+    for task in spec.data.tasks:
+        if task in custom:  # a custom task's CSV is checked (header, fields) before anything runs
+            from clapsweep.data.custom import read_rows
+
+            read_rows(task, custom[task].csv)
     missing = [n for n in names if not (root / n).is_dir()]
     if missing:
         raise UserError(

@@ -32,6 +32,18 @@ from clapsweep.recipe.stages import STAGE_KINDS
 from clapsweep.sweep.axes import apply_overrides, expand_rows
 
 TEACHER_DATASETS = ("fsd50k", "clotho", "audiocaps", "macs")
+TASK_DATASETS = ("esc50", "us8k", "tut17")
+BUILTIN_DATASETS = (*TEACHER_DATASETS, "audioset", *TASK_DATASETS)
+
+
+@dataclass
+class CustomTaskSpec:
+    """A zero-shot task of your own (clapsweep.data.custom): a CSV `path,label[,fold]`."""
+
+    csv: str  # made absolute by load_spec (relative to the sweep file's working directory)
+    prompt: str | None = None  # a template with {label}; None: "this is a sound of <label>"
+
+
 _NAME = re.compile(r"[a-z0-9_-]+")
 
 
@@ -43,9 +55,9 @@ class DataSpec:
         default_factory=lambda: ["clotho", "audiocaps", "fsd50k", "macs"]
     )
     wild: Literal["audioset"] = "audioset"
-    tasks: list[Literal["esc50", "us8k", "tut17"]] = field(
-        default_factory=lambda: ["esc50", "us8k", "tut17"]
-    )
+    # Built-in tasks (TASK_DATASETS) and names of custom_tasks.
+    tasks: list[str] = field(default_factory=lambda: ["esc50", "us8k", "tut17"])
+    custom_tasks: dict[str, CustomTaskSpec] = field(default_factory=dict)
     cache: bool = True  # decoded-audio cache under <workdir>/cache
     # Teacher-training and retrieval splits per teacher dataset; the datasets not named keep
     # the paper's (clapsweep.config.TEACHER_SPLITS, RETRIEVAL_SPLITS).
@@ -198,6 +210,8 @@ def parse_spec(data: dict, cwd: str | Path | None = None) -> SweepSpec:
     if spec.store is not None:
         spec.store = _absolute(spec.store, base)
     spec.data.root = _absolute(spec.data.root, base)
+    for task in spec.data.custom_tasks.values():
+        task.csv = _absolute(task.csv, base)
     if spec.msclap_checkpoint is not None:
         spec.msclap_checkpoint = _absolute(spec.msclap_checkpoint, base)
     if spec.model.audio_checkpoint is not None:
@@ -237,6 +251,27 @@ def _check_top(spec: SweepSpec) -> None:
 
 
 def _check_data(data: DataSpec) -> None:
+    for name, task in data.custom_tasks.items():
+        where = f"data.custom_tasks.{name}"
+        if name in BUILTIN_DATASETS:
+            raise ConfigError(
+                f"{where}: {name!r} is a built-in dataset; give your task another name"
+            )
+        if not _NAME.fullmatch(name):
+            raise ConfigError(f"{where}: expected letters a-z, digits, '_' or '-' in the name")
+        if not task.csv:
+            raise ConfigError(f"{where}.csv: expected the path of a CSV path,label[,fold]")
+        if task.prompt is not None and "{label}" not in task.prompt:
+            raise ConfigError(
+                f"{where}.prompt: expected a template with {{label}}, got {task.prompt!r}"
+            )
+    choices = ", ".join(repr(t) for t in TASK_DATASETS)
+    for i, name in enumerate(data.tasks):
+        if name not in TASK_DATASETS and name not in data.custom_tasks:
+            raise ConfigError(
+                f"data.tasks[{i}]: expected one of {choices} or a name in data.custom_tasks, "
+                f"got {type(name).__name__} {name!r}"
+            )
     for where, names in (("data.teacher", data.teacher), ("data.tasks", data.tasks)):
         if not names:
             raise ConfigError(f"{where}: expected at least one dataset")

@@ -240,7 +240,8 @@ def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
     b = _Builder(spec.name)
     prints = prints if prints is not None else data_fingerprints(spec)
     runtime = {
-        "cache_dir": f"{spec.workdir}/cache" if spec.data.cache else None,
+        # Beside the stages: sweeps sharing a project store share its decoded audio too.
+        "cache_dir": f"{spec.store or spec.workdir}/cache" if spec.data.cache else None,
         "threads": spec.runtime.threads,
     }
     tasks = list(spec.data.tasks)

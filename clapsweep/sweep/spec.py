@@ -58,7 +58,7 @@ class DataSpec:
     # Built-in tasks (TASK_DATASETS) and names of custom_tasks.
     tasks: list[str] = field(default_factory=lambda: ["esc50", "us8k", "tut17"])
     custom_tasks: dict[str, CustomTaskSpec] = field(default_factory=dict)
-    cache: bool = True  # decoded-audio cache under <workdir>/cache
+    cache: bool = True  # decoded-audio cache under <store or workdir>/cache
     # Teacher-training and retrieval splits per teacher dataset; the datasets not named keep
     # the paper's (clapsweep.config.TEACHER_SPLITS, RETRIEVAL_SPLITS).
     splits: dict[str, list[str]] = field(default_factory=dict)

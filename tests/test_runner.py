@@ -252,12 +252,30 @@ def test_dry_run_writes_nothing_and_counts_done_new_shared(tmp_path):
     assert info["dry_run"] and info["totals"]["total"] == TOTAL and info["totals"]["done"] == 0
     # Shared by hand, per fraction: teacher, embed, the DU curation (DU, DU+SL) and the two
     # DS curations (DS and ADS rows).
-    assert info["kinds"]["teacher"] == {"total": 2, "done": 0, "new": 2, "shared": 2}
-    assert info["kinds"]["curate"] == {"total": 10, "done": 0, "new": 10, "shared": 6}
+    assert info["kinds"]["teacher"] == {
+        "total": 2,
+        "done": 0,
+        "new": 2,
+        "shared": 2,
+        "other_sweeps": 0,
+    }
+    assert info["kinds"]["curate"] == {
+        "total": 10,
+        "done": 0,
+        "new": 10,
+        "shared": 6,
+        "other_sweeps": 0,
+    }
     assert info["kinds"]["eval"]["shared"] == 0
     run_sweep(spec, stage_fn=FakeStages(fail=lambda kind, config: kind == "student"))
     info = describe_plan(spec)
-    assert info["kinds"]["student"] == {"total": 12, "done": 0, "new": 12, "shared": 0}
+    assert info["kinds"]["student"] == {
+        "total": 12,
+        "done": 0,
+        "new": 12,
+        "shared": 0,
+        "other_sweeps": 0,
+    }
     assert info["kinds"]["curate"]["done"] == 10
 
 

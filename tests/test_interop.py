@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import pickle
 import shlex
+import shutil
 
 import numpy as np
 import pytest
@@ -199,12 +200,20 @@ def prefixed(state: dict, prefix: str) -> dict:
 # ----------------------------------------------------------------------------- PANNs
 
 
+@pytest.fixture(autouse=True)
+def _no_checkpoints_left(tmp_path):
+    """Full-size CNN14 / MS-CLAP files are 0.3-0.6 GB each: none outlives its test."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def panns(tmp_path_factory):
     # Random weights with the front-end of a 44.1 kHz, 50-14000 Hz PANNs Cnn14 (our defaults).
     state = random_state(panns_cnn14_keys()) | panns_frontend()
-    path = save(state, tmp_path_factory.mktemp("panns") / "Cnn14_mAP=0.431.pth")
-    return state, path
+    folder = tmp_path_factory.mktemp("panns")
+    yield state, save(state, folder / "Cnn14_mAP=0.431.pth")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

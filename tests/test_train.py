@@ -2,6 +2,7 @@
 
 import contextlib
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -16,6 +17,14 @@ from clapsweep.loader import MAIN, REPLAY, epoch_batches
 from clapsweep.losses import clap_loss, soft_clap_loss
 from clapsweep.models.clap import CLAP
 from clapsweep.train import TrainData, _batch_loss, load_weights, planned_steps, train
+
+
+@pytest.fixture(autouse=True)
+def _no_weights_left(tmp_path):
+    """A model.pt that trains MiniLM is 87 MB: none outlives its test."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
 
 FRONT = FrontendConfig(
     sample_rate=8000, clip_seconds=0.5, n_fft=256, win_length=256, hop_length=128, n_mels=16,

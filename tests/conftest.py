@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,3 +76,33 @@ def stub_data_root(root: Path) -> Path:
     for name in ("fsd50k", "clotho", "audiocaps", "macs", "audioset", "esc50", "us8k", "tut17"):
         (root / name).mkdir(parents=True, exist_ok=True)
     return root
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """`folder` as a real tmpfs of `size` (e.g. "2m") for the block; skips the test when it
+    cannot be mounted (not root, no mount permission)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs (mount -t tmpfs)")
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def owner_of(pid: int) -> dict:
+    """A stage owner record (owner.tmp) naming the live process `pid` on this host."""
+    from clapsweep import store
+
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "started": "then",
+        "process_start": store._process_start(pid),
+    }

@@ -17,13 +17,13 @@ import errno
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import owner_of, small_tmpfs
 from test_runner import FakeStages, write_spec
 
 from clapsweep import store as store_module
@@ -366,12 +366,7 @@ def test_the_owner_is_one_live_process_on_this_host(tmp_path):
     child = subprocess.Popen(["sleep", "30"])
     try:
         store.partial(name).mkdir(parents=True)
-        record = {
-            "host": socket.gethostname(),
-            "pid": child.pid,
-            "started": "then",
-            "process_start": store_module._process_start(child.pid),
-        }
+        record = owner_of(child.pid)
         store.owner_path(name).write_text(json.dumps(record))
         assert store.live_owner(name)["pid"] == child.pid
         with pytest.raises(StageBusy, match="running elsewhere"):
@@ -444,16 +439,7 @@ def test_disk_full_stops_with_one_message_and_a_rerun_resumes(tmp_path):
     """The workdir on a 2 MiB tmpfs that a ballast file fills but ~100 kB; the teacher (in a
     worker) writes 300 kB. One message (path, free space, fix), the summary, exit 2, no
     traceback and no temporary file; the same command after freeing space finishes."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs (mount -t tmpfs)")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "2m") as disk:
         path = write_spec(tmp_path, "disk/work", grid=GRID, backend={"kind": "local", "workers": 2})
         ballast = disk / "ballast"
         with open(ballast, "wb") as f:
@@ -472,5 +458,3 @@ def test_disk_full_stops_with_one_message_and_a_rerun_resumes(tmp_path):
         code, out, err = Driver(tmp_path / "again", path, big=big).wait(60)
         assert code == 0, err
         assert f"{TOTAL} run, 0 cached, 0 failed" in out
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)

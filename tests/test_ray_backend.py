@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import stub_data_root
+from conftest import owner_of, stub_data_root
 
 from clapsweep.config import load_yaml
 from clapsweep.errors import UserError
@@ -253,9 +253,6 @@ def test_a_stage_a_live_process_owns_is_left_alone_on_a_local_ray(tmp_path, back
     teacher whose .partial a live process owns is neither run nor failed, what needs it is
     skipped, and a trial that meets a busy stage (a race the check cannot see) reports it
     busy too, not failed."""
-    import socket
-
-    from clapsweep import store as store_module
     from clapsweep.store import StageBusy
 
     spec = smoke_spec(tmp_path)
@@ -265,13 +262,7 @@ def test_a_stage_a_live_process_owns_is_left_alone_on_a_local_ray(tmp_path, back
     child = subprocess.Popen(["sleep", "60"])
     try:
         store.partial(teacher).mkdir(parents=True)
-        owner = {
-            "host": socket.gethostname(),
-            "pid": child.pid,
-            "started": "then",
-            "process_start": store_module._process_start(child.pid),
-        }
-        store.owner_path(teacher).write_text(json.dumps(owner))
+        store.owner_path(teacher).write_text(json.dumps(owner_of(child.pid)))
         log = tmp_path / "calls.jsonl"
         summary = run_sweep(spec, backend=backend, stage_fn=RecordingStages(log))
         assert backend.checks_owners

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import small_tmpfs
 
 from clapsweep.config import FrontendConfig, ModelConfig, TrainConfig
 from clapsweep.data.cache import AudioCache
@@ -134,19 +135,8 @@ def test_training_that_cannot_fit_its_checkpoints_stops_before_the_first_step(tm
     trains its text tower (7 x 90 MB of trainable weights and moments) cannot fit: ENOSPC with the need, before any step
     and before anything is written, so the sweep stops with its disk-full message at once."""
     import errno
-    import os
-    import subprocess
 
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs (mount -t tmpfs)")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "4m") as disk:
         steps = []
         cfg = TrainConfig(batch_size=4, epochs=1, seed=0, log_every=1, freeze_text=False)
         with pytest.raises(OSError) as caught:
@@ -154,8 +144,6 @@ def test_training_that_cannot_fit_its_checkpoints_stops_before_the_first_step(tm
         assert caught.value.errno == errno.ENOSPC and "MB is needed" in caught.value.strerror
         assert caught.value.filename == str(disk / "o" / "checkpoint.pt")
         assert steps == [] and list((disk / "o").iterdir()) == []
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 # ----------------------------------------------------------------------------- batches

@@ -368,6 +368,13 @@ def write_error_message(e: OSError, where: str | Path) -> str:
     return f"{what} writing {path} ({space}); {fix}"
 
 
+def folder_bytes(path: Path) -> int:
+    """The bytes of a file, or of every file under a folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 def _size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":

@@ -20,7 +20,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from clapsweep.data.adapters.collector import _Collector
-from clapsweep.data.adapters.metadata import _not_utf8
+from clapsweep.data.adapters.metadata import read_utf8
 from clapsweep.data.manifest import DatasetError, Manifest
 from clapsweep.metrics import prompt_for
 
@@ -39,16 +39,7 @@ def read_rows(name: str, csv_path: str | Path) -> list[tuple[int, str, str, str]
         raise DatasetError(
             f"{name}: {path} not found; expected a CSV with header path,label[,fold]"
         )
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DatasetError(f"{name}: {path} cannot be read ({e.strerror or e})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise _not_utf8(name, path, data, e.start) from None
-    if "\x00" in text:
-        raise _not_utf8(name, path, data, data.index(b"\x00"))
+    text = read_utf8(name, path)
     reader = csv.reader(io.StringIO(text, newline=""))
     rows = []
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from clapsweep.errors import UserError
-from clapsweep.store import Store, write_json
+from clapsweep.store import Store, folder_bytes, write_json
 
 
 def register_sweep(store: Store, name: str) -> None:
@@ -54,7 +54,7 @@ def collect(root: str | Path, delete: bool = False) -> dict[str, Any]:
     referenced = set().union(*(s["stages"] for s in sweeps))
     entries = sorted((root / "stages").iterdir())
     doomed = [p for p in entries if _stage_name(p) not in referenced]
-    size = sum(_size(p) for p in doomed)
+    size = sum(folder_bytes(p) for p in doomed)
     if delete:
         for path in doomed:
             (shutil.rmtree if path.is_dir() else Path.unlink)(path)
@@ -73,9 +73,3 @@ def _stage_name(path: Path) -> str:
     for suffix in (".partial", ".failed.json"):
         name = name.removesuffix(suffix)
     return name.split(".replaced-")[0].split(".removed-")[0]
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

@@ -28,6 +28,7 @@ from clapsweep.store import (
     Store,
     atomic_file,
     describe_owner,
+    folder_bytes,
     write_error_message,
     write_json,
 )
@@ -452,7 +453,7 @@ def sweep_plan(spec: SweepSpec) -> tuple[Plan, list[str]]:
 def _disk(store: Store, name: str, meta: dict[str, Any]) -> int:
     if meta.get("files"):
         return sum(f["size"] for f in meta["files"].values())
-    return sum(p.stat().st_size for p in store.final(name).rglob("*") if p.is_file())
+    return folder_bytes(store.final(name))
 
 
 def status(spec: SweepSpec) -> dict[str, Any]:

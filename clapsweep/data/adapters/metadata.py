@@ -57,25 +57,30 @@ def _not_utf8(dataset: str, path: Path, data: bytes, start: int) -> DatasetError
 
 
 def _read_text(dataset: str, path: Path, fallback: str = "") -> str:
+    """The text of a dataset's metadata file (read_utf8), which must exist."""
+    _require(dataset, path)
+    return read_utf8(dataset, path, fallback)
+
+
+def read_utf8(name: str, path: Path, fallback: str = "") -> str:
     """The text of a metadata file, which must be UTF-8 (a leading byte-order mark is dropped).
 
     Encodings are never guessed: a file that is not UTF-8 is an error naming the line of the
     first bad byte and the command that fixes it. `fallback` is for a file whose publisher
     documents another encoding.
     """
-    _require(dataset, path)
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise DatasetError(f"{dataset}: {path} cannot be read ({e.strerror or e})") from None
+        raise DatasetError(f"{name}: {path} cannot be read ({e.strerror or e})") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         if fallback:
             return data.decode(fallback)
-        raise _not_utf8(dataset, path, data, e.start) from None
+        raise _not_utf8(name, path, data, e.start) from None
     if "\x00" in text:  # UTF-16 without a byte-order mark decodes as UTF-8 with NUL bytes
-        raise _not_utf8(dataset, path, data, data.index(b"\x00"))
+        raise _not_utf8(name, path, data, data.index(b"\x00"))
     return text
 
 

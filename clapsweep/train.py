@@ -287,7 +287,8 @@ def _train(model, data, cfg, out_dir, cache, clip_samples, report, dev, seed, ev
         for batch in loader:
             state["batch"] += 1
             state["skipped"] += batch["skipped"]
-            state["unreadable"] = sorted({*state["unreadable"], *batch["unreadable"]})
+            if batch["unreadable"]:  # rare: no set work on the common path
+                state["unreadable"] = sorted({*state["unreadable"], *batch["unreadable"]})
             if batch["audio"] is None or len(batch["captions"]) < 2:
                 continue
             loss = _batch_loss(model, forward, frozen, batch, data, cfg, dev, autocast)

@@ -81,3 +81,18 @@ def test_gc_command_lists_then_deletes(tmp_path, capsys):
     assert len(list((tmp_path / "store" / "stages").iterdir())) == 24
     assert main(["gc", "--store", store, "--delete"]) == 0
     assert len(list((tmp_path / "store" / "stages").iterdir())) == 18
+
+
+def test_gc_refuses_a_folder_that_is_no_store_and_a_store_in_use(tmp_path, capsys):
+    import pytest
+
+    from clapsweep.cli import main
+    from clapsweep.errors import UserError
+
+    assert main(["gc", "--store", str(tmp_path / "nothing")]) == 2
+    assert "holds no stages/ folder; is it a clapsweep store?" in capsys.readouterr().err
+    first, _ = two_sweeps(tmp_path)
+    run_sweep(first, stage_fn=FakeStages())
+    with Store(first.workdir, first.store).lock():
+        with pytest.raises(UserError, match="sweep mini is running .*; run gc when it is done"):
+            collect(first.store)

@@ -189,9 +189,12 @@ def test_offline_runs_carry_group_config_steps_and_summary(tmp_path):
     assert student["summary"]["accuracy"] == {"esc50": 0.5, "us8k": 0.75}
     (curate,) = [r for r in stage_runs.values() if r["job_type"] == "curate"]
     assert (curate["summary"]["pairs"], curate["summary"]["captions"]) == (7, 3)
-    # The teacher serves the teacher row and the DU+SL trial: both rows are in its config.
+    # The teacher serves the teacher row and the DU+SL trial: what they do not share (row,
+    # sigma, beta, ...) is no key of its own, only in the trials listed under `users`.
     (teacher,) = [r for r in stage_runs.values() if r["job_type"] == "teacher"]
-    assert teacher["config"]["row"] == ["teacher", "DU+SL"]
+    assert not {"row", "strategy", "sigma", "beta", "replay"} & set(teacher["config"])
+    assert [u["row"] for u in teacher["config"]["users"]] == ["teacher", "DU+SL"]
+    assert teacher["config"]["task"] == "all"  # both trials are over every task
 
     (sweep_run,) = [r for r in runs if r["job_type"] == "summary"]
     assert sweep_run["id"] == "track-summary"
@@ -300,13 +303,14 @@ def test_eval_metrics_are_logged_under_task_keys(tmp_path):
         assert not {"accuracy", "task", "esc50", "us8k", "n", "per_fold"} & set(summary)
         assert summary["accuracy/esc50"] == 0.5 and summary["accuracy/us8k"] == 0.75
         assert summary["n/esc50"] == 8 and summary["per_fold/us8k/1"] == 0.75
-    # An eval of one task keeps `accuracy`: its config names the task it belongs to.
+    # An eval of one task has its value under its task's key only: a chart of a bare
+    # `accuracy` would put the esc50 and the us8k evals on one axis.
     for task, run in single.items():
         a = EvalStages.ACCURACY[task]
         assert run["history"] == [{f"accuracy/{task}": a}]
-        assert run["summary"]["accuracy"] == run["summary"][f"accuracy/{task}"] == a
+        assert run["summary"][f"accuracy/{task}"] == a
         other = ({"esc50", "us8k"} - {task}).pop()
-        assert f"accuracy/{other}" not in run["summary"]
+        assert not {"accuracy", f"accuracy/{other}"} & set(run["summary"])
 
 
 def test_reports_and_the_driver_keep_one_summary_run(tmp_path, capsys):
@@ -359,3 +363,53 @@ def test_offline_run_folders_match_the_run_id_only(tmp_path):
     (runs / "offline-run-20260101_000000-s-summary-1" / "run-s-summary.wandb").write_text("")
     found = offline_run_folders(tmp_path, "s-summary")
     assert [p.name for p in found] == names[:2]
+
+
+def test_swept_values_are_scalar_keys_only_where_the_trials_share_them(tmp_path):
+    """A DU curation serves DU (beta 0) and DU+SL (beta 0.5): beta is each student's, not
+    the curation's, so only the students have a beta key; nothing swept is a list."""
+    du = {"name": "DU", "strategy": "du", "sigma": 0.3}
+    du_sl = {"name": "DU+SL", "strategy": "du", "sigma": 0.3, "beta": 0.5}
+    spec = load_spec(write_spec(tmp_path, rows=(du, du_sl)))
+    run_sweep(spec, stage_fn=FakeStages())
+    runs = {r["name"]: r for r in all_runs(spec.workdir) if r["job_type"] != "summary"}
+    assert len(runs) == len(build_plan(spec).stages) == 8
+    swept = {"row", "strategy", "sigma", "beta", "replay", "fraction", "seed", "task"}
+    for run in runs.values():
+        config = run["config"]
+        assert not [k for k in swept & set(config) if isinstance(config[k], (list, dict))]
+        assert (config["seed"], config["fraction"], config["task"]) == (3, 1.0, "all")
+
+    def of(kind: str) -> list[dict]:
+        return sorted((r["config"] for r in runs.values() if r["job_type"] == kind), key=str)
+
+    (curate,) = of("curate")
+    assert "beta" not in curate and "row" not in curate
+    assert (curate["strategy"], curate["sigma"], curate["replay"]) == ("du", 0.3, 0.25)
+    assert [u["swept"]["beta"] for u in curate["users"]] == [0.0, 0.5]
+    students = {c["row"]: c for c in of("student")}
+    assert {row: c["beta"] for row, c in students.items()} == {"DU": 0.0, "DU+SL": 0.5}
+    assert all(c["sigma"] == 0.3 and c["strategy"] == "du" for c in students.values())
+    evals = {c.get("row"): c for c in of("eval")}  # the teacher's and each student's
+    assert set(evals) == {"teacher", "DU", "DU+SL"} and evals["DU+SL"]["beta"] == 0.5
+    assert not {"sigma", "beta", "strategy"} & set(evals["teacher"])
+    for kind in ("teacher", "embed"):
+        (config,) = of(kind)
+        assert not {"row", "strategy", "sigma", "beta"} & set(config), kind
+
+
+def test_a_stage_config_key_wins_over_a_swept_value_of_its_name(tmp_path):
+    """The DS curation an ADS row reads says strategy ds, even where only ADS reads it;
+    the per-task threshold of the trial's task is a scalar. (run_config is what the runs get,
+    see the tests above; no W&B run is written here.)"""
+    ads = {"name": "ADS", "strategy": "ads", "sigma": 0.3, "sigma_ds": {"esc50": 0.4, "us8k": 0.5}}
+    spec = load_spec(write_spec(tmp_path, rows=(ads,)))
+    tracker = WandbTracker(spec)
+    curations = [s for s in build_plan(spec).stages.values() if s.kind == "curate"]
+    assert len(curations) == 4  # DS and ADS, per task
+    for stage in curations:
+        config = tracker.run_config(stage)
+        assert config["strategy"] == stage.config["strategy"]
+        assert config["row"] == "ADS" and config["task"] == stage.config["task"]
+        assert config["sigma_ds"] == {"esc50": 0.4, "us8k": 0.5}[config["task"]]
+    assert {c.config["strategy"] for c in curations} == {"ds", "ads"}

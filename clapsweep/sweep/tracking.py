@@ -3,16 +3,17 @@
 Each stage execution is a run with group = sweep name, job_type = stage kind, name = stage
 name and a deterministic id (sweep and stage name), so an interrupted stage that runs again
 continues its run (resume="allow") instead of starting a second one. Its config is the stage
-config plus every swept value of the trials that use the stage (row, strategy, sigma,
-sigma_ds, beta, replay, fraction, seed, task: one value when all trials agree, else the list).
-Training progress is logged step by step, and the final result dict (metrics, Improvement-Set
-counts) becomes the run's summary. Per-task values are keyed metric first, then task
-(`accuracy/esc50`, `accuracy/us8k`, `per_fold/us8k/1`, ...), so W&B shows one `accuracy`
-section with a chart per task: an eval reports one {"task": t, "accuracy": a} event per task,
-logged as {"accuracy/<t>": a}, and its result {task: {...}} is flattened the same way. A
-top-level `accuracy` exists only for an eval of one task, whose config says that task; an
-eval over several tasks (config `task: all`) has none, so a chart of `accuracy` never mixes
-one task's value into runs of another.
+config, its identity, the trials that use the stage (`users`, in full) and, as flat scalar
+keys, the swept values every one of those trials shares: a trial's row, fraction, seed, task
+and whatever the recipe attached to it (`swept`, opaque here). A value the trials do not
+share (a teacher serves every row; a curation serves rows that differ in what the student
+does with it) is not a property of the stage and has no flat key, so grouping and parallel
+coordinates by that key see only the runs it describes. Training progress is logged step by
+step, and the final result dict becomes the run's summary. Per-task values are keyed metric
+first, then task (`accuracy/esc50`, `per_fold/us8k/1`, ...), so W&B shows one `accuracy`
+section with a chart per task: an event {"task": t, "accuracy": a} is logged as
+{"accuracy/<t>": a}, and a result {task: {...}} is flattened the same way. Nothing is logged
+under a bare per-task name, so a chart never mixes one task's values with another's.
 
 The sweep's summary run (id `<sweep>-summary`) holds the driver's counts (`close`) and the
 report's tables (`log_tables`, `clapsweep report --wandb`). Each write replays the latest of
@@ -106,14 +107,12 @@ class WandbTracker(Tracker):
         return WandbRun(run, stage_tasks(stage))
 
     def run_config(self, stage: PlannedStage) -> dict[str, Any]:
-        """The stage config, its identity, its trials and their swept values."""
-        swept: dict[str, list[Any]] = {}
-        for user in stage.users:
-            for name, value in self.swept_values(user).items():
-                if value is not None and value not in swept.setdefault(name, []):
-                    swept[name].append(value)
+        """The stage config, its identity, its trials and the swept values they share. The
+        stage config's own keys win over a swept value of the same name: they say what this
+        stage computed (the DS curation that an ADS row reads is a "ds" curation)."""
         config = dict(stage.config)
-        config.update({name: v[0] if len(v) == 1 else v for name, v in swept.items() if v})
+        shared = shared_values([self.swept_values(user) for user in stage.users])
+        config.update({name: v for name, v in shared.items() if name not in config})
         config["stage"] = {
             "kind": stage.kind,
             "key": stage.key,
@@ -256,13 +255,24 @@ def offline_run_folders(wandb_dir: str | Path, rid: str) -> list[Path]:
     return sorted(out, key=lambda p: p.name)
 
 
+def shared_values(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The values every trial has, and has equal: {name: value}. A name missing from one
+    trial, or None there, is not shared (the teacher row sets no threshold, so a teacher
+    shared with a DU row gets no sigma)."""
+    if not trials:
+        return {}
+    first, rest = trials[0], trials[1:]
+    return {
+        name: value
+        for name, value in first.items()
+        if value is not None and all(name in t and t[name] == value for t in rest)
+    }
+
+
 def stage_tasks(stage: PlannedStage) -> set[str]:
-    """The tasks a stage's results may be keyed by: its trials' and its config's."""
-    tasks = {t for user in stage.users for t in user.get("tasks") or []}
-    data = stage.config.get("data")
-    if isinstance(data, dict):
-        tasks.update(data.get("tasks") or [])
-    return tasks
+    """The tasks a stage's results may be keyed by: its trials' (a stage serves only the
+    tasks of the trials that use it)."""
+    return {t for user in stage.users for t in user.get("tasks") or []}
 
 
 def task_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -277,18 +287,14 @@ def task_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 def flatten_tasks(result: dict[str, Any], tasks: Any) -> dict[str, Any]:
     """A result with per-task entries as W&B summary keys, metric first: {"esc50":
     {"accuracy": 0.8, "per_fold": {"1": 0.7}}} -> {"accuracy/esc50": 0.8,
-    "per_fold/esc50/1": 0.7}. With one task entry, its accuracy is also the top-level
-    `accuracy`: the run's config names that one task, so the value cannot be mistaken."""
+    "per_fold/esc50/1": 0.7}. Other entries are kept as they are."""
     out: dict[str, Any] = {}
-    per_task = [k for k, v in result.items() if k in tasks and isinstance(v, dict)]
     for key, value in result.items():
-        if key not in per_task:
+        if key not in tasks or not isinstance(value, dict):
             out[key] = value
             continue
         for metric, item in value.items():
             out.update(_flatten(item, f"{metric}/{key}"))
-    if len(per_task) == 1 and "accuracy" in result[per_task[0]]:
-        out["accuracy"] = result[per_task[0]]["accuracy"]
     return out
 
 

@@ -49,6 +49,17 @@ class RecordingStages:
         return {"stage": name, "inputs": sorted(inputs)}
 
 
+def chatty(kind, config, inputs, out, report=None):
+    """Stand-in stage: `reports` progress reports in a tight loop (far under a second), then
+    fails when config["fail"], else returns."""
+    for step in range(1, config["reports"] + 1):
+        report({"step": step, "loss": 1.0 / step})
+    if config.get("fail"):
+        raise UserError("no pairs left")
+    (out / "out.txt").write_text("ok")
+    return {"steps": config["reports"]}
+
+
 def calls(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -180,10 +191,16 @@ def test_one_real_teacher_stage_through_ray(tmp_path, backend):
     plan = build_plan(spec)
     ensure_data(spec)
     (teacher,) = [s for s in plan.stages.values() if s.kind == "teacher"]
-    execute = StageExecutor(spec.workdir, spec.name, tracker=WandbTracker(spec))
+    events = []
+    execute = StageExecutor(
+        spec.workdir, spec.name, tracker=WandbTracker(spec), on_event=events.append
+    )
     results = backend.run_layer([teacher], execute)
     result = results[teacher.name]
     assert isinstance(result, dict), result
+    # The trainer's progress reached the driver, ending with the last step.
+    progress = [e["metrics"] for e in events if e["event"] == "progress"]
+    assert progress[-1]["step"] == 2 and {"loss", "samples_per_s"} <= set(progress[-1])
     store = Store(spec.workdir)
     assert store.meta(teacher.name)["result"] == result
     assert result["steps"] == 2
@@ -196,6 +213,26 @@ def test_one_real_teacher_stage_through_ray(tmp_path, backend):
     )
     assert [row["step"] for row in run["history"] if "loss" in row] == [1, 2]
     assert run["summary"]["steps"] == 2
+
+
+def test_progress_reaches_the_driver_throttled_with_the_last_report(tmp_path, backend):
+    """Hundreds of reports in well under a second: the driver's on_event hears each stage's
+    first and last (numbers only), also of a stage that fails."""
+    from clapsweep.sweep.plan import PlannedStage
+
+    ok = PlannedStage("teacher", "00000000000000a1", {"reports": 200}, {})
+    bad = PlannedStage("eval", "00000000000000b2", {"reports": 50, "fail": True}, {})
+    events = []
+    execute = StageExecutor(str(tmp_path / "work"), "chat", chatty, on_event=events.append)
+    results = backend.run_layer([ok, bad], execute)
+    assert results[ok.name] == {"steps": 200}
+    assert results[bad.name].message == "no pairs left"
+    progress = {ok.name: [], bad.name: []}
+    for e in events:
+        if e["event"] == "progress":
+            progress[e["name"]].append(e["metrics"])
+    assert progress[ok.name] == [{"step": 1, "loss": 1.0}, {"step": 200, "loss": 1 / 200}]
+    assert [m["step"] for m in progress[bad.name]] == [1, 50]
 
 
 def test_a_ray_level_error_is_recorded_as_the_stage_failure(tmp_path):

@@ -34,7 +34,13 @@ from clapsweep.store import Store
 from clapsweep.sweep import slurm_backend
 from clapsweep.sweep.local import LocalBackend
 from clapsweep.sweep.plan import PlannedStage, build_plan
-from clapsweep.sweep.runner import StageExecutor, StageFailed, run_sweep
+from clapsweep.sweep.runner import (
+    StageExecutor,
+    StageFailed,
+    make_backend,
+    run_sweep,
+    slurm_profile,
+)
 from clapsweep.sweep.slurm_backend import (
     SlurmBackend,
     cluster_max_array_size,
@@ -218,7 +224,7 @@ def test_profiles_validate_strictly(tmp_path) -> None:
 
 def test_describe_requests_is_what_sbatch_is_asked(tmp_path) -> None:
     spec = load_spec(write_spec(tmp_path, "asks", {"kind": "slurm", "profile": "example-gpu"}))
-    asked = describe_requests(spec)
+    asked = describe_requests(slurm_profile(spec), spec.name)
     assert list(asked) == ["teacher", "embed", "curate", "student", "eval"]
     assert asked["teacher"] == {
         "partition": "gpu",
@@ -238,7 +244,7 @@ def test_describe_requests_is_what_sbatch_is_asked(tmp_path) -> None:
     # backend.slurm overrides count; what is left to the site's default is not asked for.
     spec.backend.slurm = {"qos": None, "stages": {"eval": {"gpus": 0, "mem_gb": 0}},
                           "additional_parameters": {"exclusive": True}}  # fmt: skip
-    ev = describe_requests(spec)["eval"]
+    ev = describe_requests(slurm_profile(spec), spec.name)["eval"]
     assert not {"qos", "gpus-per-node", "mem"} & set(ev) and ev["exclusive"] is True
     assert sbatch_flags(ev).endswith("--cpus-per-task=16 --constraint=h100 --exclusive")
 
@@ -278,7 +284,7 @@ def test_a_layer_larger_than_max_array_size_goes_in_several_arrays(tmp_path, mon
     spec = load_spec(write_spec(tmp_path, "split"))
     # The profile's max_array_size wins over the cluster's (scontrol is never asked here).
     profile = load_profile("local-test", {"max_array_size": 3, "array_parallelism": 7})
-    backend = SlurmBackend(spec, profile)
+    backend = SlurmBackend(profile, spec.name, Store(spec.workdir))
     monkeypatch.setattr(slurm_backend, "cluster_max_array_size", lambda: pytest.fail("asked"))
     arrays: list[tuple[int, int]] = []  # (tasks, array_parallelism) per map_array
 
@@ -369,7 +375,7 @@ def test_preempted_training_stage_requeues_and_resumes(cluster, tmp_path) -> Non
     log = tmp_path / "steps.log"
     config = {"steps": 40, "step_s": 0.25, "log": str(log)}
     stage = PlannedStage("teacher", "00000000000000aa", config, {})
-    backend = SlurmBackend(spec)
+    backend = make_backend(spec)
     execute = StageExecutor(spec.workdir, spec.name, train_like)
     out: dict = {}
     thread = threading.Thread(target=lambda: out.update(backend.run_layer([stage], execute)))
@@ -493,7 +499,7 @@ def test_lost_job_is_retried_and_stage_error_is_reported(cluster, tmp_path) -> N
                        "marker": str(tmp_path / "die")}, {})  # fmt: skip
     bad = PlannedStage("embed", "00000000000000e2", {"mode": "raise",
                        "marker": str(tmp_path / "bad")}, {})  # fmt: skip
-    backend = SlurmBackend(spec)
+    backend = make_backend(spec)
     got = backend.run_layer([die, bad], StageExecutor(spec.workdir, spec.name, flaky))
     jobs = read_jobs(spec.workdir)
     # The job killed without a result was resubmitted once (max_retries 1) and succeeded.
@@ -514,7 +520,7 @@ def test_trivial_stage_latency(cluster, tmp_path) -> None:
     """Submit -> result of one trivial stage, for the record (and a bound that catches a
     backend that polls far too slowly)."""
     spec = load_spec(write_spec(tmp_path, "latency"))
-    backend = SlurmBackend(spec)
+    backend = make_backend(spec)
     execute = StageExecutor(spec.workdir, spec.name, fake_stage)
     times = []
     for i in range(2):
@@ -536,7 +542,7 @@ def test_layer_split_into_arrays_on_the_cluster(cluster, tmp_path) -> None:
     stages = [PlannedStage("eval", f"{i:016x}", {"i": i}, {}) for i in range(5)]
     events: list[dict] = []
     execute = StageExecutor(spec.workdir, spec.name, fake_stage, on_event=events.append)
-    got = SlurmBackend(spec).run_layer(stages, execute)
+    got = make_backend(spec).run_layer(stages, execute)
     jobs = read_jobs(spec.workdir)
     for stage in stages:  # every stage ran as the array task recorded for it
         assert got[stage.name]["job"] == jobs[stage.name]["job_id"]
@@ -583,7 +589,7 @@ def test_real_eval_stage_through_slurm(cluster, tmp_path, monkeypatch) -> None:
     }  # fmt: skip
     stage = PlannedStage("eval", "0000000000000e7a", config, {})
     t0 = time.monotonic()
-    got = SlurmBackend(spec).run_layer([stage], StageExecutor(spec.workdir, spec.name))
+    got = make_backend(spec).run_layer([stage], StageExecutor(spec.workdir, spec.name))
     print(f"\nreal eval stage through SLURM: {time.monotonic() - t0:.1f} s")
     result = got[stage.name]
     assert not isinstance(result, BaseException), result

@@ -7,6 +7,10 @@ stage's .partial folder, calls the stage function, writes meta.json and renames 
 into place, or records the failure and raises StageFailed. A backend only decides where and
 when `execute` runs (this process, Ray workers, SLURM jobs) and passes on progress: `execute`
 takes an optional `report` callable for the backend's own reporting (e.g. ray.tune.report).
+A backend whose stages run in other processes forwards their progress to the driver's
+`on_event` as {"event": "progress", "metrics": ..., name, kind, ...} events, at most one per
+PROGRESS_EVERY_S per stage and always the stage's last one (Throttle); the tracker still
+logs every report where the stage runs.
 
 Stopping. A KeyboardInterrupt (Ctrl-C, or SIGTERM / SIGHUP turned into `Interrupted` by the
 driver's handlers) stops a layer: no further stage starts, and run_layer raises `Interrupted`
@@ -21,7 +25,9 @@ and the stages not started yet are not disturbed. Workers ignore SIGINT and SIGH
 driver decides when they stop: on an interrupt they get `grace` seconds to finish the stage
 they run, then SIGTERM, then SIGKILL) and never outlive the driver: on Linux the kernel kills
 them when it dies (PR_SET_PDEATHSIG), and everywhere a thread of theirs exits them once their
-parent is gone.
+parent is gone. A worker sends its stage's progress over the same pipe as its answer,
+("progress", metrics) messages before ("ok" | "error", value); the driver reads them while it
+waits for the answers.
 """
 
 from __future__ import annotations
@@ -48,6 +54,31 @@ from clapsweep.sweep.plan import PlannedStage
 
 Report = Callable[[dict[str, Any]], None]
 Results = dict[str, dict[str, Any] | BaseException]
+PROGRESS_EVERY_S = 0.5  # forwarded progress: at most 2 events a second per stage
+
+
+class Throttle:
+    """A report callable that passes on at most one report per `every` seconds to `send`
+    and holds back the rest; flush() (at the end of the stage) sends the last one held back,
+    so the driver always sees a stage's final metrics."""
+
+    def __init__(self, send: Report, every: float = PROGRESS_EVERY_S) -> None:
+        self.send, self.every = send, every
+        self.sent_at = -float("inf")
+        self.held: dict[str, Any] | None = None
+
+    def __call__(self, metrics: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self.sent_at < self.every:
+            self.held = metrics
+            return
+        self.sent_at, self.held = now, None
+        self.send(metrics)
+
+    def flush(self) -> None:
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.send(held)
 
 
 class Execute(Protocol):
@@ -146,8 +177,13 @@ class LocalBackend(Backend):
         pool = self.pool
         on_event = getattr(execute, "on_event", None)
         emit = on_event or (lambda event: None)
+        forward = None
         if on_event is not None:  # workers cannot print through the driver's console
             execute = dataclasses.replace(execute, on_event=None, reported=set())
+
+            def forward(stage: PlannedStage, metrics: dict[str, Any]) -> None:
+                emit({"event": "progress", "metrics": metrics} | stage.event_fields())
+
         store = execute.open_store() if hasattr(execute, "open_store") else None
         queue = collections.deque(stages)
         deaths: collections.Counter[str] = collections.Counter()
@@ -165,7 +201,7 @@ class LocalBackend(Backend):
                         continue
                     emit({"event": "start", **stage.event_fields()})
                     pool.submit(stage, task)
-                for stage, outcome in pool.wait_any():
+                for stage, outcome in pool.wait_any(on_progress=forward):
                     if isinstance(outcome, WorkerDied):
                         deaths[stage.name] += 1
                         message = f"{outcome} while it ran this stage"
@@ -259,6 +295,8 @@ class _Worker:
 
 
 _LIVE: weakref.WeakSet[Any] = weakref.WeakSet()  # every worker process started here
+_RUNNING = object()  # _receive: the worker sent progress only, its stage still runs
+OnProgress = Callable[[PlannedStage, dict[str, Any]], None]
 _AT_EXIT: list[Any] = []
 
 
@@ -320,9 +358,12 @@ class WorkerPool:
         self.workers.append(worker)
         return worker
 
-    def wait_any(self, timeout: float | None = None) -> list[tuple[PlannedStage, Any]]:
-        """Block until a busy worker answers or dies (or timeout); (stage, outcome) for each:
-        the result dict, the exception the stage raised, or WorkerDied."""
+    def wait_any(
+        self, timeout: float | None = None, on_progress: OnProgress | None = None
+    ) -> list[tuple[PlannedStage, Any]]:
+        """Block until a busy worker answers, dies or reports progress (or timeout);
+        (stage, outcome) for each that answered or died: the result dict, the exception the
+        stage raised, or WorkerDied. Progress goes to on_progress(stage, metrics)."""
         busy = [w for w in self.workers if w.stage is not None]
         if not busy:
             return []
@@ -331,22 +372,32 @@ class WorkerPool:
         for w in busy:
             if w.conn not in ready and w.process.sentinel not in ready:
                 continue
+            outcome = self._receive(w, on_progress)
+            if outcome is _RUNNING:
+                continue
             stage, w.stage = w.stage, None
-            outcome = self._receive(w)
             if isinstance(outcome, WorkerDied):
                 self._discard(w)
             out.append((stage, outcome))
         return out
 
-    def _receive(self, w: _Worker) -> Any:
+    def _receive(self, w: _Worker, on_progress: OnProgress | None) -> Any:
+        """The worker's answer after the progress it sent first; _RUNNING when it sent only
+        progress and is alive."""
         try:
-            if w.conn.poll():
+            while w.conn.poll():
                 kind, value = pickle.loads(w.conn.recv_bytes())
-                return value
+                if kind != "progress":
+                    return value
+                if on_progress is not None and w.stage is not None:
+                    on_progress(w.stage, value)
         except (EOFError, OSError):
             pass
         except Exception as e:  # an answer that does not unpickle here
             return RuntimeError(f"the worker's answer could not be read: {e}")
+        else:
+            if w.process.is_alive():
+                return _RUNNING
         w.process.join(5)
         return WorkerDied(f"worker process {w.process.pid} died ({_how(w.process.exitcode)})")
 
@@ -429,11 +480,19 @@ def _worker_main(conn: Connection, parent: int) -> None:
         if task is None:
             return
         execute, stage = task
+        report = Throttle(lambda metrics: _send_progress(conn, metrics))
         try:
-            answer = _answer("ok", execute(stage))
+            answer = _answer("ok", execute(stage, report))
         except BaseException as e:  # noqa: B036 - SystemExit too: the driver hears of it
             answer = _answer("error", e)
+        report.flush()
         conn.send_bytes(answer)
+
+
+def _send_progress(conn: Connection, metrics: dict[str, Any]) -> None:
+    """Best effort: metrics that do not pickle are not shown live (the tracker has them)."""
+    with contextlib.suppress(Exception):
+        conn.send_bytes(pickle.dumps(("progress", metrics)))
 
 
 def _answer(kind: str, value: Any) -> bytes:

@@ -3,7 +3,9 @@
 One `ray.tune.Tuner` per layer, a grid search over the layer's stage names, each trial asking
 for the resources of its stage kind (backend.resources) and at most backend.max_concurrent
 trials at once. A trial runs the stage through the sweep's StageExecutor and passes the
-stage's progress on with `ray.tune.report` (metrics only, no Tune checkpoint).
+stage's progress on with `ray.tune.report` (numeric metrics only, no Tune checkpoint; at most
+one report per PROGRESS_EVERY_S and always the last), which a Tune callback in the driver
+turns into the driver's progress events.
 
 The store, not Tune, is the source of truth. A stage checkpoints into its own
 `stages/<name>.partial/` folder in the workdir (which must be on a filesystem that every Ray
@@ -37,9 +39,8 @@ from typing import Any
 from clapsweep.errors import UserError
 from clapsweep.store import StageBusy, Store
 from clapsweep.sweep.executor import StageFailed
-from clapsweep.sweep.local import Backend, Execute
+from clapsweep.sweep.local import Backend, Execute, Throttle
 from clapsweep.sweep.plan import PlannedStage
-from clapsweep.sweep.spec import ResourceSpec, SweepSpec
 
 LOOPBACK = "127.0.0.1"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its error text
@@ -59,16 +60,30 @@ QUIET_ENV = {
 LOCAL_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
+# What a trial of a stage kind without backend.resources asks for (Tune's own default).
+DEFAULT_RESOURCES = {"cpu": 1.0, "gpu": 0.0}
+
+
 class RayBackend(Backend):
-    """Runs each layer as a Ray Tune experiment; see the module docstring."""
+    """Runs each layer as a Ray Tune experiment; see the module docstring. `workdir`: where
+    Tune's folders go when execute does not name one; `address`: a Ray cluster to join (None
+    starts a local one); `max_concurrent`: trials at once (0: no limit); `resources`: per
+    stage kind {"cpu": N, "gpu": N} (backend.resources; a kind not there asks for
+    DEFAULT_RESOURCES)."""
 
     name = "ray"
 
-    def __init__(self, spec: SweepSpec) -> None:
-        self.workdir = Path(spec.workdir).resolve()
-        self.address = spec.backend.address
-        self.max_concurrent = spec.backend.max_concurrent or None  # 0: no limit
-        self.resources = dict(spec.backend.resources)
+    def __init__(
+        self,
+        workdir: str | Path,
+        address: str | None = None,
+        max_concurrent: int = 0,
+        resources: dict[str, dict[str, float]] | None = None,
+    ) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.address = address
+        self.max_concurrent = max_concurrent or None  # 0: no limit
+        self.resources = {k: DEFAULT_RESOURCES | v for k, v in (resources or {}).items()}
         self.started = False  # True when this backend started Ray (close() stops it)
         self.init_s: float | None = None  # seconds ray.init took (for timing reports)
 
@@ -120,9 +135,9 @@ class RayBackend(Backend):
         for kind, want in self.resources.items():
             for name, key in (("cpu", "CPU"), ("gpu", "GPU")):
                 have = total.get(key, 0.0)
-                if getattr(want, name) > have:
+                if want[name] > have:
                     raise UserError(
-                        f"backend.resources.{kind}.{name}: asks for {getattr(want, name):g} but "
+                        f"backend.resources.{kind}.{name}: asks for {want[name]:g} but "
                         f"this machine's Ray has {have:g}; lower it, or set backend.address "
                         "to a Ray cluster that has them"
                     )
@@ -151,7 +166,7 @@ class RayBackend(Backend):
             # callback below passes the trials' progress on to it.
             execute = dataclasses.replace(execute, on_event=None, reported=set())
         kinds = {s.name: s.kind for s in stages}
-        resources = {kind: _resources(self.resources.get(kind)) for kind in set(kinds.values())}
+        resources = {k: dict(self.resources.get(k, DEFAULT_RESOURCES)) for k in set(kinds.values())}
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, stages=by_name, execute=execute),
             lambda config: resources[kinds[config["stage"]]],
@@ -213,25 +228,25 @@ def _stage_failure(store: Store, stage: PlannedStage, error: BaseException | Non
     return StageFailed(stage.name, message, record["log"])
 
 
-def _resources(spec: ResourceSpec | None) -> dict[str, float]:
-    spec = spec or ResourceSpec()
-    return {"cpu": spec.cpu, "gpu": spec.gpu}
-
-
 # ----------------------------------------------------------------------------- the trial
 
 
 def run_trial(config: dict[str, Any], stages: dict[str, PlannedStage], execute: Execute) -> None:
     """One Tune trial: run one stage to completion in the store (in a Ray worker).
 
-    A StageFailed propagates, so Tune marks the trial as errored and hands the exception
-    (message, log path) back to the driver in the ResultGrid."""
+    The stage's progress goes to the driver as Tune results (progress_callback), throttled:
+    each tune.report waits for Tune's driver loop to take the result, and the tracker logs
+    every report here anyway. A StageFailed propagates, so Tune marks the trial as errored
+    and hands the exception (message, log path) back to the driver in the ResultGrid."""
     from ray import tune
 
-    def report(metrics: dict[str, Any]) -> None:
-        tune.report({"metrics": _numbers(metrics)})
-
-    execute(stages[config["stage"]], report)
+    report = Throttle(lambda metrics: tune.report({"metrics": _numbers(metrics)}))
+    try:
+        execute(stages[config["stage"]], report)
+    except Exception:
+        report.flush()  # the last progress before the failure
+        raise
+    report.flush()
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float | int]:

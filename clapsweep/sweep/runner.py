@@ -6,7 +6,8 @@ that was interrupted resumes in its .partial folder, a failed one is retried, an
 dependents of a failed stage are skipped while the rest of the sweep goes on.
 
 Hooks:
-- `Backend` (clapsweep.sweep.local) runs one layer; `make_backend` picks one from the spec.
+- `Backend` (clapsweep.sweep.local) runs one layer; `make_backend` picks one from the spec
+  and gives it its options (backends never read the spec).
 - `Tracker` receives each stage execution (start, progress, final metrics or failure) in the
   process that runs it, and the sweep summary at the end; `make_tracker` picks one.
 """
@@ -53,6 +54,7 @@ from clapsweep.sweep.local import (
     stops_sweep,
 )
 from clapsweep.sweep.plan import Plan, PlannedStage, build_plan, load_plan, student_schedule
+from clapsweep.sweep.slurm_profile import SlurmProfile, load_profile
 from clapsweep.sweep.spec import STAGE_KINDS, SweepSpec
 from clapsweep.sweep.state import DONE, FAILED, STATES, stage_state
 
@@ -65,16 +67,28 @@ def make_tracker(spec: SweepSpec) -> Tracker:
     return WandbTracker(spec)
 
 
-def make_backend(spec: SweepSpec) -> Backend:
-    if spec.backend.kind == "local":
-        return LocalBackend(spec.backend.workers)
-    if spec.backend.kind == "slurm":
+def make_backend(
+    spec: SweepSpec, retries: int | None = None, grace: float | None = None
+) -> Backend:
+    """The backend the spec asks for, with its options: the one place that reads them.
+    `retries` and `grace` (the command line's) set the local backend's when given."""
+    b = spec.backend
+    if b.kind == "local":
+        given = {"retries": retries, "grace": grace}
+        return LocalBackend(b.workers, **{k: v for k, v in given.items() if v is not None})
+    if b.kind == "slurm":
         from clapsweep.sweep.slurm_backend import SlurmBackend
 
-        return SlurmBackend(spec)
+        return SlurmBackend(slurm_profile(spec), spec.name, Store(spec.workdir, spec.store))
     from clapsweep.sweep.ray_backend import RayBackend  # imports ray: only when used
 
-    return RayBackend(spec)
+    resources = {kind: dataclasses.asdict(r) for kind, r in b.resources.items()}
+    return RayBackend(spec.workdir, b.address, b.max_concurrent, resources)
+
+
+def slurm_profile(spec: SweepSpec) -> SlurmProfile:
+    """The sweep's SLURM profile (backend.profile) with its backend.slurm overrides."""
+    return load_profile(spec.backend.profile, spec.backend.slurm)
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -168,12 +182,7 @@ def _run_locked(
         }
     )
     own_backend = backend is None
-    backend = backend or make_backend(spec)
-    if own_backend and isinstance(backend, LocalBackend):
-        if retries is not None:
-            backend.retries = retries
-        if grace is not None:
-            backend.grace = grace
+    backend = backend or make_backend(spec, retries, grace)
     tracker = tracker or make_tracker(spec)
     executor = StageExecutor(
         spec.workdir, spec.name, stage_fn or pipeline_stage, tracker, on_event, store=spec.store

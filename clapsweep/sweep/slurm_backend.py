@@ -52,16 +52,16 @@ from pathlib import Path
 from typing import Any
 
 from clapsweep.errors import UserError
+from clapsweep.recipe.stages import STAGE_KINDS
 from clapsweep.store import Store, write_json
 from clapsweep.sweep.executor import StageExecutor, StageFailed
 from clapsweep.sweep.local import Backend, Execute
 from clapsweep.sweep.plan import PlannedStage
-from clapsweep.sweep.slurm_profile import (
+from clapsweep.sweep.slurm_profile import (  # noqa: F401 - load_profile re-exported
     SlurmProfile,
     job_parameters,
     load_profile,
 )
-from clapsweep.sweep.spec import STAGE_KINDS, SweepSpec
 
 # Job states after which a job never runs again (sacct's first word: "CANCELLED by 0").
 TERMINAL = {
@@ -81,16 +81,16 @@ DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize
 _REQUESTED = ("partition", "account", "qos", "time", "cpus_per_task", "mem", "gpus_per_node")
 
 
-def describe_requests(spec: SweepSpec) -> dict[str, dict[str, Any]]:
-    """Per stage kind, what sbatch is asked for each job, as sbatch option -> value, from
-    the profile with backend.slurm: {"teacher": {"partition": "gpu", "time": 1440,
-    "cpus-per-task": 16, "mem": "65536M", "gpus-per-node": 1, "constraint": "h100"}, ...}.
-    `time` is minutes (how sbatch reads a bare number); options left to the site's default
-    (no GPUs, mem_gb 0, no partition) are absent. `clapsweep run --dry-run` shows it."""
-    profile = load_profile(spec.backend.profile, spec.backend.slurm)
+def describe_requests(profile: SlurmProfile, sweep: str) -> dict[str, dict[str, Any]]:
+    """Per stage kind, what sbatch is asked for each job of `sweep`, as sbatch option ->
+    value, from the profile (with backend.slurm applied): {"teacher": {"partition": "gpu",
+    "time": 1440, "cpus-per-task": 16, "mem": "65536M", "gpus-per-node": 1, "constraint":
+    "h100"}, ...}. `time` is minutes (how sbatch reads a bare number); options left to the
+    site's default (no GPUs, mem_gb 0, no partition) are absent. `clapsweep run --dry-run`
+    shows it."""
     out = {}
     for kind in STAGE_KINDS:
-        params = job_parameters(profile, kind, spec.name)
+        params = job_parameters(profile, kind, sweep)
         asked = {k: params[k] for k in _REQUESTED if k in params}
         asked |= params["additional_parameters"]
         # As submitit writes them into #SBATCH lines: _ becomes -.
@@ -249,15 +249,18 @@ class _Job:
 
 class SlurmBackend(Backend):
     """Runs each layer as submitit job arrays on SLURM and waits for them (see the module
-    docstring). `profile` defaults to the spec's backend.profile with backend.slurm."""
+    docstring). `profile`: the cluster profile, loaded and validated (load_profile, with
+    backend.slurm applied); `sweep`: the sweep's name (in job names); `store`: the sweep's
+    store. Job logs and jobs.json go to <workdir>/slurm/, where `clapsweep cancel` and
+    `status` read them (jobs_path)."""
 
     name = "slurm"
 
-    def __init__(self, spec: SweepSpec, profile: SlurmProfile | None = None) -> None:
-        self.profile = profile or load_profile(spec.backend.profile, spec.backend.slurm)
-        self.sweep = spec.name
-        self.store = Store(spec.workdir, spec.store)
-        self.folder = Path(spec.workdir) / "slurm"
+    def __init__(self, profile: SlurmProfile, sweep: str, store: Store) -> None:
+        self.profile = profile
+        self.sweep = sweep
+        self.store = store
+        self.folder = jobs_path(store.workdir).parent
         self.on_event: Callable[[dict[str, Any]], None] | None = None
         self._max_array = 0  # tasks per job array, once known
 

@@ -10,6 +10,8 @@ repeated. One module per family:
   and cache state.
 - `curate`: `bench_curate`, `build_du` / `threshold_pairs` against the bare chunked products.
 - `eval`: `bench_eval`, `evaluate.embed_audio` throughput against training throughput.
+- `figures`: the figures file that train and eval record (runs/bench/figures.json);
+  `estimate`: the compute estimates `clapsweep run SWEEP --dry-run` makes from it.
 - `common`: machine info, device, timing helpers, named configs, captions, WAV files, model.
 - `wave_soundfile`: a stdlib stand-in for soundfile, for machines without libsndfile.
 - `cli`: the `bench` commands (also `python -m clapsweep.bench train ...`).

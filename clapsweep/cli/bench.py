@@ -33,7 +33,17 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def _print(result: dict) -> int:
+def _print(result: dict, args: argparse.Namespace | None = None) -> int:
+    """Print the result; train and eval also record their figures (clapsweep.bench.figures)
+    for the dry run's compute estimates, unless --no-figures."""
+    if args is not None and args.figures:
+        from clapsweep.bench.figures import record_figures
+
+        try:
+            if record_figures(result, args.figures):
+                print(f"bench: figures recorded in {args.figures}", file=sys.stderr)
+        except (OSError, UserError) as e:  # the measurement is still worth printing
+            print(f"bench: could not record figures in {args.figures}: {e}", file=sys.stderr)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -61,7 +71,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             cache=args.cache,
             profile_path=profile,
             freeze_text=args.freeze_text,
-        )
+        ),
+        args,
     )
 
 
@@ -101,7 +112,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             workers=args.workers,
             train_batch_size=args.train_batch_size,
             device=args.device,
-        )
+        ),
+        args,
     )
 
 
@@ -134,6 +146,7 @@ def add_commands(subparsers) -> None:
     )
     train.add_argument("--profile", action="store_true", help="also profile the real trainer")
     train.add_argument("--profile-out", help="profile file (default $OUT/ or ./bench-profile.txt)")
+    _figures_options(train)
     train.set_defaults(handler=_cmd_train)
 
     data = sub.add_parser("data", help="clips/s of decode + resample + crop per worker count")
@@ -162,7 +175,24 @@ def add_commands(subparsers) -> None:
     ev.add_argument("--workers", type=int, help="embed_audio DataLoader workers")
     ev.add_argument("--train-batch-size", type=_positive)
     ev.add_argument("--device", **device)
+    _figures_options(ev)
     ev.set_defaults(handler=_cmd_eval)
+
+
+def _figures_options(parser: argparse.ArgumentParser) -> None:
+    from clapsweep.bench.figures import figures_path
+
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--figures",
+        default=str(figures_path()),
+        metavar="PATH",
+        help="also record the figures here for `clapsweep run --dry-run` estimates (default "
+        "$CLAPSWEEP_BENCH_FIGURES or runs/bench/figures.json)",
+    )
+    where.add_argument(
+        "--no-figures", dest="figures", action="store_const", const="", help="do not record them"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -131,8 +131,6 @@ class ProgressPrinter:
         if kind == "plan":
             todo = e["stages_total"] - e["stages_cached"]
             self._say(f"{e['stages_total']} stages: {e['stages_cached']} done, {todo} to run")
-        elif kind == "data":
-            self._say(f"synthworld ({e['scale']}) in {e['root']}: generated on first use")
         elif kind == "start":
             self.started[e["name"]] = time.time()
             self._say(f"start   {e['name']}  {describe_users(e['users'])}")
@@ -145,22 +143,77 @@ class ProgressPrinter:
         elif kind == "done":
             took = e.get("seconds") or time.time() - self.started.get(e["name"], time.time())
             self._say(f"done    {e['name']}  {took:.1f} s")
-        elif kind == "failed":
-            self._say(f"FAILED  {e['name']}: {e['message']} (log: {e['log']})")
-        elif kind == "slurm":
-            self._say(f"slurm   {e['message']}")
-        elif kind == "skipped":
-            self._say(f"skipped {e['name']}: its input {e['because']} did not finish")
-        elif kind in ("retry", "interrupt"):
-            label = "retry" if kind == "retry" else "stop"
-            name = f"{e['name']}: " if "name" in e else ""
-            self._say(f"{label:7} {name}{e['message']}")
-        elif kind == "elsewhere":
-            self._say(f"busy    {e['name']}: running elsewhere ({e['owner']}); left alone")
+        else:
+            line = notice(e)
+            if line is not None:
+                self._say(line)
 
     def _say(self, line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", file=self.stream, flush=True)
 
 
+def notice(e: dict[str, Any]) -> str | None:
+    """The line of an event that is news on its own (a failure, a skip, a retry, a stop, a
+    stage left alone, data being generated, a SLURM message); None for the others. The
+    progress printer and the live view both print these."""
+    kind = e["event"]
+    if kind == "data":
+        return f"synthworld ({e['scale']}) in {e['root']}: generated on first use"
+    if kind == "failed":
+        return f"FAILED  {e['name']}: {e['message']} (log: {e['log']})"
+    if kind == "slurm":
+        return f"slurm   {e['message']}"
+    if kind == "skipped":
+        return f"skipped {e['name']}: its input {e['because']} did not finish"
+    if kind in ("retry", "interrupt"):
+        label = "retry" if kind == "retry" else "stop"
+        name = f"{e['name']}: " if "name" in e else ""
+        return f"{label:7} {name}{e['message']}"
+    if kind == "elsewhere":
+        return f"busy    {e['name']}: running elsewhere ({e['owner']}); left alone"
+    return None
+
+
 def _short(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def duration(seconds: float) -> str:
+    """'42 s', '12 min 5 s', '3 h 20 min', '2 d 4 h'."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def print_estimate(est: dict[str, Any]) -> None:
+    """The dry run's compute estimate (clapsweep.bench.estimate), per stage kind."""
+    if est["missing"]:
+        print(est["missing"])
+        return
+    if not est["kinds"]:
+        print("estimated compute: nothing to run (every stage is done)")
+        return
+    sources = "; ".join(
+        f"{r['benchmark']} measured {str(r.get('measured', '?'))[:10]} on "
+        f"{r.get('device_name') or '?'} ({r.get('device') or '?'})"
+        for r in est["sources"]
+    )
+    unknown = sum(k["unknown"] for k in est["kinds"].values())
+    total = duration(est["seconds"])
+    if unknown:
+        total += f" + {unknown} stage(s) not estimated"
+    print(f"estimated compute: {total} (from {est['file']}, {sources or 'no figure matched'})")
+    for kind, k in est["kinds"].items():
+        known = k["stages"] - k["unknown"]
+        text = f"  {kind:8} {k['stages']:4} to run"
+        if known:
+            text += f"  {duration(k['seconds'])} for {known} ({k['work']:,} {k['unit']})"
+        if k["unknown"]:
+            text += f"  {k['unknown']} not estimated: {k['why']}"
+        print(text)
+    print("  (stage compute, not wall time: stages that run at once share it)")

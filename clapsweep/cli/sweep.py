@@ -2,7 +2,8 @@
 (clapsweep.sweep), print (clapsweep.cli.show).
 
 Tables go to stdout (rich when stdout is a terminal, plain text otherwise; one JSON object
-with --json); progress goes to stderr, one line per stage event. Handlers return the exit
+with --json); progress goes to stderr: a live view when stderr is a terminal
+(clapsweep.cli.live), else one line per stage event. Handlers return the exit
 code: 0, or 1 when a stage failed (verify: a stage differs). UserErrors propagate to
 clapsweep.cli.main (exit 2).
 """
@@ -16,8 +17,10 @@ import os
 import sys
 from typing import Any
 
+from clapsweep.cli.live import LiveView, SweepProgress, parallelism_of, plan_kinds
 from clapsweep.cli.show import (
     ProgressPrinter,
+    print_estimate,
     print_failures,
     print_plan,
     print_summary,
@@ -25,7 +28,7 @@ from clapsweep.cli.show import (
     table,
 )
 from clapsweep.sweep.local import Interrupted, stop_signals
-from clapsweep.sweep.runner import run_sweep, status
+from clapsweep.sweep.runner import describe_plan, run_sweep, status
 from clapsweep.sweep.spec import SweepSpec, load_spec
 from clapsweep.sweep.state import STATES
 
@@ -170,27 +173,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     is printed in every case but an interrupt before the first stage."""
     spec = load_with_overrides(args)
     if args.dry_run:
-        info = run_sweep(spec, dry_run=True)
-        if spec.backend.kind == "slurm":
-            from clapsweep.sweep.slurm_backend import describe_requests
-
-            info["slurm_requests"] = describe_requests(spec)
-        if args.json:
-            print(json.dumps(info))
-        else:
-            print_plan(info)
-        return 0
-    printer = ProgressPrinter(sys.stderr)
+        return _dry_run(spec, args.json)
+    # A live view where progress goes to a terminal; plain lines (which tests and CI read)
+    # everywhere else.
+    view = LiveView(SweepProgress(parallelism_of(spec.backend))) if sys.stderr.isatty() else None
+    printer = view or ProgressPrinter(sys.stderr)
 
     def on_event(e: dict[str, Any]) -> None:
         try:
+            if view is not None and e["event"] == "plan" and "kinds" not in e:
+                e = e | {"kinds": plan_kinds(spec.workdir, spec.store)}
             printer(e)
         except OSError:  # a terminal gone with SIGHUP: the sweep goes on without it
             pass
 
     stop = None
     try:
-        with stop_signals():
+        with view or contextlib.nullcontext(), stop_signals():
             summary = run_sweep(
                 spec, on_event=on_event, retries=args.retries, grace=args.grace, redo=args.redo
             )
@@ -217,6 +216,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"clapsweep: error: {summary['stopped']}", file=sys.stderr)
         return 2
     return 1 if summary["stages_failed"] else 0
+
+
+def _dry_run(spec: SweepSpec, as_json: bool) -> int:
+    """Print the plan, the resources each backend will request and the compute estimate
+    from the bench figures (clapsweep.bench.estimate); run nothing."""
+    from clapsweep.bench.estimate import estimate_compute
+    from clapsweep.store import Store
+    from clapsweep.sweep.plan import build_plan
+
+    plan = build_plan(spec)  # once: describe_plan and the estimate share it
+    info = describe_plan(spec, plan) | {"dry_run": True}
+    if spec.backend.kind == "slurm":
+        from clapsweep.sweep.runner import slurm_profile
+        from clapsweep.sweep.slurm_backend import describe_requests
+
+        info["slurm_requests"] = describe_requests(slurm_profile(spec), spec.name)
+    store = Store(spec.workdir, spec.store)
+    info["estimate"] = estimate_compute(plan, store.is_done, info["schedule"])
+    if as_json:
+        print(json.dumps(info))
+    else:
+        print_plan(info)
+        print_estimate(info["estimate"])
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

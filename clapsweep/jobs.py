@@ -22,7 +22,9 @@ Inputs are folders anywhere (a job's OUT or a sweep's stage folder), which the e
 cannot name in the job's own store: the job checks them itself (Store.problem, in the store
 each belongs to), hands them to the stage function, and records them and their outputs'
 digest in meta.json before OUT is moved into place, as the executor does for a sweep stage.
-A job's random streams stay a hash of its config (pipeline.stream_id), not its key.
+A job's random streams stay a hash of its whole config (pipeline.stream_id), not its key:
+`stage_view` puts that hash in `runtime.key` and hands the stage the fields of its kind's
+typed config only (a train job's config also holds `out`, `student`, ...).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from clapsweep import config as C
 from clapsweep import pipeline
 from clapsweep.errors import UserError
 from clapsweep.recipe import strategies
+from clapsweep.recipe.stage_config import fields_of
 from clapsweep.recipe.tasks import names as task_names
 from clapsweep.store import META, StageBusy, Store, write_json
 from clapsweep.sweep.executor import StageExecutor, StageFailed
@@ -132,9 +135,9 @@ def eval_job(checkpoint: str | Path, tasks: list[str] | None = None) -> dict:
         cfg["data"]["tasks"] = tasks
     if not (folder / "config.json").is_file():  # a store stage: read-only
         with tempfile.TemporaryDirectory(prefix="clapsweep-eval-") as out:
-            return pipeline.run_stage("eval", cfg, {"model": folder}, Path(out))
+            return pipeline.run_stage("eval", stage_view("eval", cfg), {"model": folder}, Path(out))
     _use_cache(cfg, folder / "cache")
-    return pipeline.run_stage("eval", cfg, {"model": folder}, folder)
+    return pipeline.run_stage("eval", stage_view("eval", cfg), {"model": folder}, folder)
 
 
 # ----------------------------------------------------------------------------- one job
@@ -227,10 +230,17 @@ def check_input(folder: Path, label: str) -> None:
 
 
 def _stage(kind: str, config: dict, inputs: dict, out: Path, report: Report | None) -> dict:
-    """pipeline.run_stage with the job's random streams: a hash of its config, as for every
-    stage run by hand, not the stage key the executor puts into `runtime`."""
+    return pipeline.run_stage(kind, stage_view(kind, config), inputs, out, report)
+
+
+def stage_view(kind: str, config: dict) -> dict:
+    """What a job hands pipeline.run_stage: the fields of `kind`'s stage config, and as
+    `runtime.key` the job's random streams: a hash of its whole config, as for every stage
+    run by hand (not the stage key the executor puts into `runtime`)."""
     runtime = {k: v for k, v in config.get("runtime", {}).items() if k != "key"}
-    return pipeline.run_stage(kind, config | {"runtime": runtime}, inputs, out, report)
+    stream = pipeline.stream_id(config | {"runtime": runtime})
+    own = {k: v for k, v in config.items() if k in fields_of(kind)}
+    return own | {"runtime": runtime | {"key": stream}}
 
 
 def _train_and_eval(kind: str, config: dict, inputs: dict, out: Path, report) -> dict:

@@ -6,10 +6,12 @@
     student  init from the teacher, train on the Improvement-Set with replay and soft labels
     eval     zero-shot accuracy per task (and per fold), retrieval on held-out captions
 
-`run_stage(kind, config, inputs, out)` is what every backend calls. `config` is plain data;
-`inputs` maps a role to a finished artifact folder; `out` may hold a checkpoint of an earlier,
-interrupted attempt, from which training resumes. Held-out caption splits (Clotho evaluation,
-AudioCaps test, FSD50K eval) never train a teacher: they measure retrieval.
+`run_stage(kind, config, inputs, out)` is what every backend calls. `config` is plain data,
+parsed once into the kind's typed config (clapsweep.recipe.stage_config), which the stage
+function gets; `inputs` maps a role to a finished artifact folder; `out` may hold a
+checkpoint of an earlier, interrupted attempt, from which training resumes. Held-out caption
+splits (Clotho evaluation, AudioCaps test, FSD50K eval) never train a teacher: they measure
+retrieval.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -32,7 +33,6 @@ from clapsweep.config import (
     TEACHER_SPLITS,
     FrontendConfig,
     ModelConfig,
-    TrainConfig,
     from_dict,
     merged_splits,
 )
@@ -44,6 +44,18 @@ from clapsweep.errors import UserError
 from clapsweep.metrics import prompt_for
 from clapsweep.models.clap import CLAP
 from clapsweep.recipe import strategies
+from clapsweep.recipe.stage_config import (
+    CurateConfig,
+    CustomTask,
+    EmbedConfig,
+    EvalConfig,
+    StageData,
+    StudentConfig,
+    TeacherConfig,
+    given,
+    parse,
+    stream_id,
+)
 from clapsweep.seeds import derive_seed
 from clapsweep.store import atomic_file
 from clapsweep.train import (
@@ -73,112 +85,105 @@ def _custom_manifest(name: str, csv_path: str):
     return load_custom_task(name, csv_path)
 
 
-def task_manifest(data: dict, name: str):
+def _data(data: StageData | dict) -> StageData:
+    """A stage config's data section; tools and tests pass it as a plain dict."""
+    return data if isinstance(data, StageData) else StageData.from_dict(data, "data")
+
+
+def _custom(data: StageData) -> dict[str, CustomTask]:
+    return data.custom_tasks or {}
+
+
+def task_manifest(data: StageData | dict, name: str):
     """A task's manifest: a custom task's (data.custom_tasks) from its CSV, else the
     built-in dataset's under data.root."""
-    custom = (data.get("custom_tasks") or {}).get(name)
+    data = _data(data)
+    custom = _custom(data).get(name)
     if custom is not None:
-        return _custom_manifest(name, custom["csv"])
-    return manifest(name, data["root"])
+        return _custom_manifest(name, custom.csv)
+    return manifest(name, data.root)
 
 
-def _prompt(data: dict, task: str, label: str) -> str:
-    custom = (data.get("custom_tasks") or {}).get(task)
-    return task_prompt(custom.get("prompt"), label) if custom else prompt_for(label)
+def _prompt(data: StageData, task: str, label: str) -> str:
+    custom = _custom(data).get(task)
+    return task_prompt(given(custom.prompt, None), label) if custom else prompt_for(label)
 
 
-def _configs(config: dict) -> tuple[FrontendConfig, ModelConfig]:
-    return (
-        from_dict(FrontendConfig, config.get("frontend"), "frontend"),
-        from_dict(ModelConfig, config.get("model"), "model"),
-    )
-
-
-def _cache(config: dict) -> AudioCache:
+def _cache(cfg: TeacherConfig | EmbedConfig | StudentConfig | EvalConfig) -> AudioCache:
     """The decoded-audio cache: $CLAPSWEEP_CACHE_DIR when the user exported one, else the
     sweep's or job's `runtime.cache_dir`, else none."""
-    frontend, _ = _configs(config)
-    root = os.environ.get("CLAPSWEEP_CACHE_DIR") or config.get("runtime", {}).get("cache_dir")
-    return AudioCache(root or None, frontend.sample_rate)
+    root = os.environ.get("CLAPSWEEP_CACHE_DIR") or cfg.runtime_or_empty.cache_dir
+    return AudioCache(root or None, cfg.frontend.sample_rate)
 
 
-def stream_id(config: dict) -> str:
-    """The stage's identity for its random streams: the stage key the runner puts in
-    `runtime.key`, or (a stage run by hand) a hash of the config without `runtime`."""
-    key = config.get("runtime", {}).get("key")
-    if key:
-        return key
-    identity = {k: v for k, v in config.items() if k != "runtime"}
-    data = identity.get("data")
-    if isinstance(data, dict) and data.get("exclude_overlap") is False:
-        # Off is the default: jobs from before the option existed keep their streams.
-        identity["data"] = {k: v for k, v in data.items() if k != "exclude_overlap"}
-    blob = json.dumps(identity, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _model(config: dict, weights: Path | None = None, pretrained_text: bool = True) -> CLAP:
+def _model(
+    frontend: FrontendConfig,
+    model_cfg: ModelConfig,
+    stream: str,
+    weights: Path | None = None,
+    pretrained_text: bool = True,
+) -> CLAP:
     """The stage's model; random initial weights come from the stage's own stream, under a
     forked RNG, so no process-wide state decides them (or is changed by them)."""
-    frontend, model_cfg = _configs(config)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(0, stream_id(config), "init"))
+        torch.manual_seed(derive_seed(0, stream, "init"))
         model = CLAP(model_cfg, frontend, pretrained_text)
     if weights is not None:
         load_weights(model, weights)
     return model.to(pick_device())
 
 
-def _splits(data: dict, field: str, defaults: dict) -> dict[str, list[str]]:
-    return merged_splits(data.get(field), defaults)
-
-
-def overlap_ids(data: dict) -> set[str]:
+def overlap_ids(data: StageData | dict) -> set[str]:
     """The teacher clips `data.exclude_overlap` drops: those sharing a source recording with a
     clip of one of `data.tasks` (none when the option is off)."""
-    if not data.get("exclude_overlap"):
+    data = _data(data)
+    if not data.exclude_overlap:
         return set()
-    tasks = data.get("tasks", [])
-    manifests = {n: manifest(n, data["root"]) for n in data["teacher"]}
+    tasks = data.tasks or []
+    manifests = {n: manifest(n, data.root) for n in data.teacher}
     manifests |= {n: task_manifest(data, n) for n in tasks}
-    return teacher_overlap_ids(manifests, data["teacher"], tasks)
+    return teacher_overlap_ids(manifests, data.teacher, tasks)
 
 
-def _teacher_records(data: dict, name: str, dropped: set[str]) -> list:
+def _teacher_records(data: StageData, name: str, dropped: set[str]) -> list:
     """The records of one teacher dataset that may train: its teacher splits, less `dropped`."""
-    splits = _splits(data, "splits", TEACHER_SPLITS).get(name, [])
-    records = manifest(name, data["root"]).records
+    splits = merged_splits(given(data.splits, None), TEACHER_SPLITS).get(name, [])
+    records = manifest(name, data.root).records
     return [r for r in records if r.fold in splits and r.id not in dropped]
 
 
-def training_pairs(data: dict, seed: int) -> list[Pair]:
+def training_pairs(data: StageData | dict, seed: int) -> list[Pair]:
     """The teacher's training pairs: a seeded fraction of the teacher splits' pairs (after
     dropping the clips that overlap a task, when data.exclude_overlap is on)."""
+    data = _data(data)
     dropped = overlap_ids(data)
     manifests = [
-        dataclasses.replace(manifest(n, data["root"]), records=_teacher_records(data, n, dropped))
-        for n in data["teacher"]
+        dataclasses.replace(manifest(n, data.root), records=_teacher_records(data, n, dropped))
+        for n in data.teacher
     ]
-    return teacher_pairs(manifests, data.get("fraction", 1.0), seed)
+    return teacher_pairs(manifests, given(data.fraction, 1.0), seed)
 
 
-def pair_counts(data: dict) -> dict[str, int]:
+def pair_counts(data: StageData | dict) -> dict[str, int]:
     """Teacher pairs per dataset (all of the teacher splits, before the fraction)."""
-    splits, dropped = _splits(data, "splits", TEACHER_SPLITS), overlap_ids(data)
+    data = _data(data)
+    splits = merged_splits(given(data.splits, None), TEACHER_SPLITS)
+    dropped = overlap_ids(data)
     return {
         n: sum(len(r.captions) for r in _teacher_records(data, n, dropped))
-        for n in data["teacher"]
+        for n in data.teacher
         if n in splits
     }
 
 
-def held_out_records(data: dict) -> list:
+def held_out_records(data: StageData | dict) -> list:
     """The captioned clips of the retrieval splits (never in a teacher's training set)."""
-    splits = _splits(data, "retrieval_splits", RETRIEVAL_SPLITS)
+    data = _data(data)
+    splits = merged_splits(given(data.retrieval_splits, None), RETRIEVAL_SPLITS)
     return [
         r
-        for n in data["teacher"]
-        for r in manifest(n, data["root"]).records
+        for n in data.teacher
+        for r in manifest(n, data.root).records
         if r.fold in splits.get(n, []) and r.captions
     ]
 
@@ -200,27 +205,35 @@ def _write_json(path: Path, obj) -> None:
 # ----------------------------------------------------------------------------- stages
 
 
-def _train(config: dict, model: CLAP, data: TrainData, out: Path, report, known=None) -> dict:
+def _train(
+    cfg: TeacherConfig | StudentConfig, model: CLAP, data: TrainData, out: Path, report, known=None
+) -> dict:
     """Train with the stage's streams; a teacher (known is None) keeps its frozen-text table."""
-    frontend, _ = _configs(config)
-    cfg = from_dict(TrainConfig, config.get("train"), "train")
     # Set by a backend that can be preempted (SLURM), in runtime: outside the stage key.
-    every = config.get("runtime", {}).get("checkpoint_every", 0)
+    every = cfg.runtime_or_empty.checkpoint_every or 0
     return train(
-        model, data, cfg, out, _cache(config), frontend.clip_samples, report,
-        checkpoint_every=every, stream=stream_id(config), text_features=known,
+        model, data, cfg.train, out, _cache(cfg), cfg.frontend.clip_samples, report,
+        checkpoint_every=every, stream=cfg.stream, text_features=known,
         keep_text_features=known is None,
     )  # fmt: skip
 
 
-def teacher_model(config: dict) -> CLAP:
+def teacher_model(config: TeacherConfig | dict) -> CLAP:
     """The teacher before training: `init` weights, else the towers with the audio encoder
     from model.audio_checkpoint when given (MS-CLAP's setup: CNN14 from PANNs AudioSet) and
-    the text tower from model.text."""
-    if config.get("init"):
-        return _model(config, Path(config["init"]))
-    model = _model(config)
-    frontend, model_cfg = _configs(config)
+    the text tower from model.text. Tools and tests may pass a plain dict with just
+    frontend, model (and init, runtime)."""
+    if isinstance(config, dict):
+        frontend = from_dict(FrontendConfig, config.get("frontend"), "frontend")
+        model_cfg = from_dict(ModelConfig, config.get("model"), "model")
+        return _teacher(frontend, model_cfg, config.get("init", ""), stream_id(config))
+    return _teacher(config.frontend, config.model, config.init, config.stream)
+
+
+def _teacher(frontend: FrontendConfig, model_cfg: ModelConfig, init: str, stream: str) -> CLAP:
+    if init:
+        return _model(frontend, model_cfg, stream, Path(init))
+    model = _model(frontend, model_cfg, stream)
     if model_cfg.audio_checkpoint:
         from clapsweep.models.interop import load_panns_cnn14
 
@@ -229,36 +242,31 @@ def teacher_model(config: dict) -> CLAP:
     return model
 
 
-def stage_teacher(config: dict, inputs: dict, out: Path, report=None) -> dict:
-    seed = from_dict(TrainConfig, config.get("train"), "train").seed
-    pairs = training_pairs(config["data"], seed)
-    model = teacher_model(config)
-    result = _train(config, model, TrainData(main=pairs), out, report)
-    data = config["data"]
+def stage_teacher(cfg: TeacherConfig, inputs: dict, out: Path, report=None) -> dict:
+    data = cfg.data
+    pairs = training_pairs(data, cfg.train.seed)
+    model = teacher_model(cfg)
+    result = _train(cfg, model, TrainData(main=pairs), out, report)
     # Files the adapters could not read never became pairs; say how many, per dataset.
-    unreadable = {n: len(manifest(n, data["root"]).skipped) for n in data["teacher"]}
-    extra = {"overlap_dropped_clips": len(overlap_ids(data))} if data.get("exclude_overlap") else {}
+    unreadable = {n: len(manifest(n, data.root).skipped) for n in data.teacher}
+    extra = {"overlap_dropped_clips": len(overlap_ids(data))} if data.exclude_overlap else {}
     return {
         **result,
         "pairs": len(pairs),
         "unreadable_files": unreadable,
-        "checkpoints": config.get("checkpoints", {}),
+        "checkpoints": given(cfg.checkpoints, {}),
         **extra,
     }
 
 
-def _embed_audio_chunked(model, paths, out: Path, name: str, config: dict, report) -> torch.Tensor:
+def _embed_audio_chunked(model, paths, out: Path, name: str, cfg: EmbedConfig, report):
     """Embeds in chunks saved as they finish, so an interrupted pass resumes at the last one."""
+    cache, samples = _cache(cfg), cfg.frontend.clip_samples
     parts = []
     for c, start in enumerate(range(0, len(paths), EMB_CHUNK)):
         part = out / f"{name}.part{c:05d}.npy"
         if not part.exists():
-            emb, ok = evaluate.embed_audio(
-                model,
-                paths[start : start + EMB_CHUNK],
-                _cache(config),
-                _configs(config)[0].clip_samples,
-            )
+            emb, ok = evaluate.embed_audio(model, paths[start : start + EMB_CHUNK], cache, samples)
             emb[~ok] = float("nan")  # undecodable clips are marked and dropped by curation
             _save_npy(part, emb)
             if report:
@@ -271,21 +279,21 @@ def _embed_audio_chunked(model, paths, out: Path, name: str, config: dict, repor
     return full
 
 
-def stage_embed(config: dict, inputs: dict, out: Path, report=None) -> dict:
-    data = config["data"]
-    model = _model(config, Path(inputs["teacher"]) / WEIGHTS)
-    pairs = training_pairs(data, config["seed"])
+def stage_embed(cfg: EmbedConfig, inputs: dict, out: Path, report=None) -> dict:
+    data = cfg.data
+    model = _model(cfg.frontend, cfg.model, cfg.stream, Path(inputs["teacher"]) / WEIGHTS)
+    pairs = training_pairs(data, cfg.seed)
     _write_json(
         out / "captions.json", [{"id": p.id, "clip": p.record_id, "text": p.caption} for p in pairs]
     )
     _save_npy(out / "caption_emb.npy", evaluate.embed_texts(model, [p.caption for p in pairs]))
     clips = sorted({(p.record_id, p.path) for p in pairs})
-    wild = [(r.id, r.path) for r in manifest(data["wild"], data["root"]).records]
+    wild = [(r.id, r.path) for r in manifest(data.wild, data.root).records]
     for name, table in (("teacher_clips", clips), ("wild", wild)):
         _write_json(out / f"{name}.json", [{"id": i, "path": p} for i, p in table])
-        _embed_audio_chunked(model, [p for _, p in table], out, f"{name}_emb", config, report)
+        _embed_audio_chunked(model, [p for _, p in table], out, f"{name}_emb", cfg, report)
     prompts = {}
-    for task in data["tasks"]:
+    for task in data.tasks:
         prompts[task] = task_classes(task_manifest(data, task))
         emb = evaluate.embed_texts(model, [_prompt(data, task, c) for c in prompts[task]])
         _save_npy(out / f"prompt_emb_{task}.npy", emb)
@@ -344,21 +352,17 @@ class Embeddings:
         )
 
 
-def stage_curate(config: dict, inputs: dict, out: Path, report=None) -> dict:
-    name, task = config["strategy"], config.get("task", "")
-    if name not in strategies.STRATEGIES:
-        raise UserError(
-            f"curate: unknown strategy {name!r}; expected one of {', '.join(strategies.names())}"
-        )
-    opts = {"chunk": config.get("chunk", curate.DEFAULT_CHUNK)}
+def stage_curate(cfg: CurateConfig, inputs: dict, out: Path, report=None) -> dict:
+    name, task = cfg.strategy, given(cfg.task, "")  # parse checked the strategy's fields
+    opts = {"chunk": given(cfg.chunk, curate.DEFAULT_CHUNK)}
     emb = Embeddings(inputs["embed"])
-    imp = strategies.get(name).build(emb, config, opts)
-    _check_custom_leakage(imp, emb, config.get("custom_tasks") or {})
+    imp = strategies.get(name).build(emb, cfg.to_dict(), opts)  # the registry reads dicts
+    _check_custom_leakage(imp, emb, cfg.custom_tasks or {})
     imp.save(out / "improvement")
     return {**imp.counts(), "strategy": name, "task": task, "max_sims": imp.max_sims}
 
 
-def _check_custom_leakage(imp, emb: Embeddings, custom: dict) -> None:
+def _check_custom_leakage(imp, emb: Embeddings, custom: dict[str, CustomTask]) -> None:
     """No clip of a custom task may enter the Improvement-Set: neither by id nor by audio
     file (a custom task may list files that a teacher or wild dataset also holds)."""
     if not custom:
@@ -366,7 +370,7 @@ def _check_custom_leakage(imp, emb: Embeddings, custom: dict) -> None:
     curate.check_no_task_audio(imp.clips, (*curate.TASK_DATASETS, *custom))
     task_files = {}
     for name, task in custom.items():
-        for record in _custom_manifest(name, task["csv"]).records:
+        for record in _custom_manifest(name, task.csv).records:
             task_files[os.path.realpath(record.path)] = name
     bad = [c for c in imp.clips if os.path.realpath(emb.clip_path.get(c, "")) in task_files]
     if bad:
@@ -377,7 +381,7 @@ def _check_custom_leakage(imp, emb: Embeddings, custom: dict) -> None:
         )
 
 
-def stage_student(config: dict, inputs: dict, out: Path, report=None) -> dict:
+def stage_student(cfg: StudentConfig, inputs: dict, out: Path, report=None) -> dict:
     emb = Embeddings(inputs["embed"])
     imp = curate.require_nonempty(
         curate.ImprovementSet.load(Path(inputs["improvement"]) / "improvement")
@@ -389,38 +393,52 @@ def stage_student(config: dict, inputs: dict, out: Path, report=None) -> dict:
         replay = emb.teacher_set()
     data.replay, data.replay_teacher = replay.main, replay.main_teacher
     data.teacher_pairs = len(emb.captions)  # the authors' epoch: the teacher set's batches
-    model = _model(config, Path(inputs["teacher"]) / WEIGHTS)
+    model = _model(cfg.frontend, cfg.model, cfg.stream, Path(inputs["teacher"]) / WEIGHTS)
     known = FrozenText.load(Path(inputs["teacher"]) / TEXT_FEATURES)
-    result = _train(config, model, data, out, report, known)
+    result = _train(cfg, model, data, out, report, known)
     return {**result, "pairs": len(data.main), "replay_pairs": len(data.replay)}
 
 
-def stage_eval(config: dict, inputs: dict, out: Path, report=None) -> dict:
-    frontend, _ = _configs(config)
-    data = config["data"]
-    msclap = config.get("msclap_checkpoint")
-    if msclap:  # the checkpoint holds every weight: build the towers from config, offline
+def stage_eval(cfg: EvalConfig, inputs: dict, out: Path, report=None) -> dict:
+    frontend, data = cfg.frontend, cfg.data
+    if cfg.msclap_checkpoint:  # the checkpoint holds every weight: build the towers, offline
         from clapsweep.models.interop import load_msclap
 
-        model = _model(config, pretrained_text=False)
-        load_msclap(model, msclap, frontend)
+        model = _model(frontend, cfg.model, cfg.stream, pretrained_text=False)
+        load_msclap(model, cfg.msclap_checkpoint, frontend)
     else:  # no model input: the untrained towers (a chance-level baseline)
-        model = _model(config, Path(inputs["model"]) / WEIGHTS if "model" in inputs else None)
-    cache = _cache(config)
+        weights = Path(inputs["model"]) / WEIGHTS if "model" in inputs else None
+        model = _model(frontend, cfg.model, cfg.stream, weights)
+    cache = _cache(cfg)
     result = {}
-    for task in data["tasks"]:
-        records = task_manifest(data, task).records
+    for task in data.tasks:
         prompt = functools.partial(_prompt, data, task)
         result[task] = evaluate.zero_shot(
-            model, records, cache, frontend.clip_samples, prompt=prompt
+            model, eval_records(cfg, task), cache, frontend.clip_samples, prompt=prompt
         )
         if report:
             report({"task": task, "accuracy": result[task]["accuracy"]})
-    held = held_out_records(data) if data.get("teacher") else []
+    held = held_out_records(data) if data.teacher else []
     if held:
         result["retrieval"] = evaluate.retrieval(model, held, cache, frontend.clip_samples)
+    if cfg.restricts_folds():  # only then: the metrics of every other eval stay as they were
+        result["folds_evaluated"] = {t: list(result[t]["per_fold"]) for t in data.tasks}
     _write_json(out / "metrics.json", result)
     return result
+
+
+def eval_records(cfg: EvalConfig, task: str) -> list:
+    """The clips of `task` the eval stage evaluates: those of the folds `cfg.folds` names
+    for it (all when it names none), less those of `cfg.exclude_folds`."""
+    records = task_manifest(cfg.data, task).records
+    kept = [r for r in records if cfg.keeps_fold(task, r.fold)]
+    if records and not kept:
+        folds = sorted({r.fold for r in records})
+        raise UserError(
+            f"eval stage config: folds / exclude_folds leave no clip of {task} to evaluate; "
+            f"its folds are: {', '.join(folds)}"
+        )
+    return kept
 
 
 STAGES: dict[str, Callable] = {
@@ -446,9 +464,11 @@ def _threads(n: int):
 def run_stage(
     kind: str, config: dict, inputs: dict, out: Path, report: Callable[[dict], None] | None = None
 ) -> dict:
+    """Run stage `kind`: `config` is parsed (and checked) once, before `out` is made."""
     if kind not in STAGES:
         raise ValueError(f"unknown stage kind {kind!r}")
+    cfg = parse(kind, config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with _threads(config.get("runtime", {}).get("threads") or 1):
-        return STAGES[kind](config, {k: Path(v) for k, v in inputs.items()}, out, report)
+    with _threads(cfg.runtime_or_empty.threads or 1):
+        return STAGES[kind](cfg, {k: Path(v) for k, v in inputs.items()}, out, report)

@@ -20,7 +20,10 @@ Stage configs (what `clapsweep.pipeline.run_stage` receives), inputs by role:
   with the row's beta, replay, soft_target and the seed; inputs {teacher, embed, improvement}
   and for ADS also {replay} (its task's DS set; DU and DS replay the teacher's own set).
 - eval: {data: {root, teacher, tasks}, frontend, model}; inputs {model}. The MS-CLAP
-  baseline has no inputs and a `msclap_checkpoint` path instead.
+  baseline has no inputs and a `msclap_checkpoint` path instead. Optional `folds` and
+  `exclude_folds` ({task: [fold, ...]}) evaluate only those folds / skip them; absent unless
+  set, so other evals keep their keys.
+Each is a typed config (clapsweep.recipe.stage_config), built here and stored as to_dict().
 Every config also carries `runtime` ({cache_dir, threads}; the runner adds the stage's
 key), which is left out of the key, like the config fields marked volatile in their schema
 (knobs that change speed but not results: `clapsweep.config.volatile_fields`). Data enter
@@ -47,16 +50,26 @@ from clapsweep.config import (
     ModelConfig,
     TrainConfig,
     merged_splits,
-    volatile_fields,
 )
 from clapsweep.data.custom import custom_task_fingerprint
 from clapsweep.data.fingerprint import fingerprints
 from clapsweep.errors import ConfigError
 from clapsweep.recipe import strategies
+from clapsweep.recipe.stage_config import (
+    CurateConfig,
+    CustomTask,
+    EmbedConfig,
+    EvalConfig,
+    Runtime,
+    StageConfig,
+    StageData,
+    StudentConfig,
+    TeacherConfig,
+    key_config,
+)
 from clapsweep.sweep.spec import (
     STAGE_KINDS,
     THRESHOLDS,
-    CurateSpec,
     RowSpec,
     SweepSpec,
     row_sigma,
@@ -128,43 +141,17 @@ def load_plan(workdir: str | Path) -> Plan | None:
     return Plan(sweep=data.get("sweep", ""), stages={s.name: s for s in stages})
 
 
-def stage_key(kind: str, config: dict[str, Any], inputs: dict[str, str]) -> str:
-    """sha256 of kind, the result-affecting config, the inputs and SCHEMA_VERSION (16 hex)."""
+def stage_key(kind: str, config: StageConfig | dict[str, Any], inputs: dict[str, str]) -> str:
+    """sha256 of kind, the result-affecting config (StageConfig.to_key, or the same of a
+    plain dict), the inputs and SCHEMA_VERSION (16 hex)."""
     payload = {
         "kind": kind,
-        "config": _key_config(kind, config),
+        "config": key_config(kind, config) if isinstance(config, dict) else config.to_key(),
         "inputs": sorted(inputs.items()),
         "schema": SCHEMA_VERSION,
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _key_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The config as the key sees it: without `runtime`, without the fields the schema marks
-    volatile, and with checkpoint files as their content hashes (in `checkpoints`)."""
-    out = json.loads(json.dumps(config))  # a deep copy that also proves it is JSON-able
-    out.pop("runtime", None)
-    out.pop("msclap_checkpoint", None)
-    # Data enter by their fingerprints, not their location: the same datasets under another
-    # root give the same keys, hence the same random streams and the same numbers.
-    out.get("data", {}).pop("root", None)
-    # A custom task enters by its fingerprint and prompt, not by where its CSV lives.
-    for holder in (out, out.get("data", {})):
-        for task in (holder.get("custom_tasks") or {}).values():
-            task.pop("csv", None)
-    # exclude_overlap off is the default and was never in a key: it must not change one.
-    if out.get("data", {}).get("exclude_overlap") is False:
-        out["data"].pop("exclude_overlap")
-    if "model" in out:
-        out["model"].pop("audio_checkpoint", None)
-    if "train" in out:
-        for name in volatile_fields(TrainConfig):
-            out["train"].pop(name, None)
-    if kind == "curate":
-        for name in volatile_fields(CurateSpec):
-            out.pop(name, None)
-    return out
 
 
 @functools.lru_cache(maxsize=16)
@@ -192,15 +179,16 @@ class _Builder:
     def __init__(self, sweep: str) -> None:
         self.plan = Plan(sweep=sweep, stages={})
 
-    def add(self, kind: str, config: dict, inputs: dict[str, str], user: dict) -> str:
+    def add(self, config: StageConfig, inputs: dict[str, str], user: dict) -> str:
         """Plan a stage (or find the identical one already planned); returns its name."""
+        kind = config.kind
         assert kind in STAGE_KINDS
         key = stage_key(kind, config, inputs)
         name = f"{kind}-{key}"
         stage = self.plan.stages.get(name)
         if stage is None:
             layer = 1 + max((self.plan.stages[n].layer for n in inputs.values()), default=-1)
-            stage = PlannedStage(kind, key, config, dict(inputs), layer=layer)
+            stage = PlannedStage(kind, key, config.to_dict(), dict(inputs), layer=layer)
             self.plan.stages[name] = stage
         self.use(name, user)
         return name
@@ -229,9 +217,9 @@ def custom_tasks(spec: SweepSpec, tasks: list[str]) -> dict[str, dict[str, Any]]
     return {t: {"csv": custom[t].csv, "prompt": custom[t].prompt} for t in tasks if t in custom}
 
 
-def _with_custom(data: dict, spec: SweepSpec, tasks: list[str]) -> dict:
-    custom = custom_tasks(spec, tasks)
-    return data | {"custom_tasks": custom} if custom else data
+def _with_custom(data: StageData, spec: SweepSpec, tasks: list[str]) -> StageData:
+    custom = {n: CustomTask(**c) for n, c in custom_tasks(spec, tasks).items()}
+    return dataclasses.replace(data, custom_tasks=custom) if custom else data
 
 
 def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
@@ -239,11 +227,11 @@ def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
     the datasets' fingerprints (computed here when not given)."""
     b = _Builder(spec.name)
     prints = prints if prints is not None else data_fingerprints(spec)
-    runtime = {
+    runtime = Runtime(
         # Beside the stages: sweeps sharing a project store share its decoded audio too.
-        "cache_dir": f"{spec.store or spec.workdir}/cache" if spec.data.cache else None,
-        "threads": spec.runtime.threads,
-    }
+        cache_dir=f"{spec.store or spec.workdir}/cache" if spec.data.cache else None,
+        threads=spec.runtime.threads,
+    )
     tasks = list(spec.data.tasks)
     teachers = list(spec.data.teacher)
     checkpoints = {}
@@ -256,43 +244,43 @@ def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
     for seed in spec.grid.seed:
         for fraction in spec.grid.teacher_fraction:
             trial = {"seed": seed, "fraction": fraction}
-            data = {
-                "root": spec.data.root,
-                "teacher": teachers,
-                "fraction": fraction,
-                "seed": seed,
-                "splits": splits["splits"],
-                "fingerprint": {n: prints[n] for n in teachers},
-            }
+            data = StageData(
+                root=spec.data.root,
+                teacher=teachers,
+                fraction=fraction,
+                seed=seed,
+                splits=splits["splits"],
+                fingerprint={n: prints[n] for n in teachers},
+            )
             if spec.data.exclude_overlap:
-                data |= _overlap_data(tasks, teachers, prints)
+                data = dataclasses.replace(data, **_overlap_data(tasks, teachers, prints))
                 data = _with_custom(data, spec, tasks)
-            teacher_cfg = {
-                "data": data,
-                "frontend": _asdict(spec.frontend),
-                "model": _asdict(spec.model),
-                "train": _asdict(spec.train) | {"seed": seed},
-                "checkpoints": checkpoints,
-                "runtime": runtime,
-            }
+            teacher_cfg = TeacherConfig(
+                data=data,
+                frontend=spec.frontend,
+                model=spec.model,
+                train=dataclasses.replace(spec.train, seed=seed),
+                checkpoints=checkpoints,
+                runtime=runtime,
+            )
             user = {"row": "teacher", **trial, "tasks": tasks}
-            teacher = b.add("teacher", teacher_cfg, {}, user)
-            b.add("eval", _eval_config(spec, tasks, runtime, prints), {"model": teacher}, user)
+            teacher = b.add(teacher_cfg, {}, user)
+            b.add(_eval_config(spec, tasks, runtime, prints), {"model": teacher}, user)
             read = [*teachers, spec.data.wild, *tasks]
-            embed_cfg = {
-                "data": _with_custom(
-                    data
-                    | {"wild": spec.data.wild, "tasks": tasks}
-                    | {"fingerprint": {n: prints[n] for n in read}},
-                    spec,
-                    tasks,
-                ),
-                "seed": seed,
-                "frontend": _asdict(spec.frontend),
-                "model": _asdict(spec.model),
-                "runtime": runtime,
-            }
-            embed = b.add("embed", embed_cfg, {"teacher": teacher}, user)
+            embed_data = dataclasses.replace(
+                data,
+                wild=spec.data.wild,
+                tasks=tasks,
+                fingerprint={n: prints[n] for n in read},
+            )
+            embed_cfg = EmbedConfig(
+                data=_with_custom(embed_data, spec, tasks),
+                seed=seed,
+                frontend=spec.frontend,
+                model=spec.model,
+                runtime=runtime,
+            )
+            embed = b.add(embed_cfg, {"teacher": teacher}, user)
             for row in spec.grid.rows:
                 if row.fractions is not None and fraction not in row.fractions:
                     continue
@@ -305,16 +293,16 @@ def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
                     b.use(embed, user)
                     _plan_row(b, spec, row, group, teacher, embed, embed_cfg, user, runtime, prints)
     if spec.msclap_checkpoint:
-        cfg = _eval_config(spec, tasks, runtime, prints) | {
-            "msclap_checkpoint": spec.msclap_checkpoint,
-            "checkpoints": {"msclap": file_sha256(spec.msclap_checkpoint, "msclap_checkpoint")},
+        cfg = dataclasses.replace(
+            _eval_config(spec, tasks, runtime, prints),
+            msclap_checkpoint=spec.msclap_checkpoint,
+            checkpoints={"msclap": file_sha256(spec.msclap_checkpoint, "msclap_checkpoint")},
             # MS-CLAP 2022 is CNN14 + BERT-base with the paper's front-end.
-            "frontend": _asdict(FrontendConfig()),
-            "model": _asdict(ModelConfig(audio="cnn14", text="bert-base-uncased", dim=1024)),
-            "runtime": runtime,
-        }
+            frontend=FrontendConfig(),
+            model=ModelConfig(audio="cnn14", text="bert-base-uncased", dim=1024),
+        )
         user = {"row": "msclap", "seed": None, "fraction": None, "tasks": tasks}
-        b.add("eval", cfg, {}, user)
+        b.add(cfg, {}, user)
     return b.plan
 
 
@@ -325,44 +313,45 @@ def _plan_row(
     tasks: list[str],
     teacher: str,
     embed: str,
-    embed_cfg: dict,
+    embed_cfg: EmbedConfig,
     user: dict,
-    runtime: dict,
+    runtime: Runtime,
     prints: dict[str, str],
 ) -> None:
     """Curation(s), the student and its evaluation for one row trial: the row's strategy
     and the ones upstream of it (ADS reads DS), each one curate stage."""
-    top = {"top_k": spec.curate.top_k, "chunk": spec.curate.chunk, "runtime": runtime}
+    top: dict[str, Any] = {"top_k": spec.curate.top_k, "chunk": spec.curate.chunk}
     # The leakage guard keeps the audio of every custom task of the sweep out of the set.
     guarded = custom_tasks(spec, list(spec.data.tasks))
     if guarded:
-        top["custom_tasks"] = {n: {"csv": c["csv"]} for n, c in guarded.items()}
+        top["custom_tasks"] = {n: CustomTask(csv=c["csv"]) for n, c in guarded.items()}
     task = tasks[0] if len(tasks) == 1 else ""
     curated: dict[str, str] = {}  # strategy name -> its curate stage
     for strategy in strategies.chain(strategies.get(row.strategy)):
-        cfg = strategies.curate_config(strategy, task, lambda n: row_sigma(row, n, task))
-        curated[strategy.name] = b.add("curate", cfg | top, {"embed": embed}, user)
+        own = strategies.curate_config(strategy, task, lambda n: row_sigma(row, n, task))
+        cfg = CurateConfig(**own, **top, runtime=runtime)
+        curated[strategy.name] = b.add(cfg, {"embed": embed}, user)
     improvement = curated[row.strategy]
     replay_of = strategies.get(row.strategy).replays
     replay = curated[replay_of] if replay_of else None
-    train = _asdict(spec.student_train())
+    train = dataclasses.asdict(spec.student_train())
     for name in ("beta", "replay", "soft_target"):
         if getattr(row, name) is not None:
             train[name] = getattr(row, name)
-    train |= row.train or {}
+    train |= row.train or {}  # as the row gives them (an int stays an int: keys hash JSON)
     train["seed"] = user["seed"]
-    student_cfg = {
-        "data": embed_cfg["data"],
-        "frontend": _asdict(spec.frontend),
-        "model": _asdict(spec.model),
-        "train": train,
-        "runtime": runtime,
-    }
+    student_cfg = StudentConfig(
+        data=embed_cfg.data,
+        frontend=spec.frontend,
+        model=spec.model,
+        train=TrainConfig(**train),
+        runtime=runtime,
+    )
     inputs = {"teacher": teacher, "embed": embed, "improvement": improvement}
     if replay is not None:
         inputs["replay"] = replay
-    student = b.add("student", student_cfg, inputs, user)
-    b.add("eval", _eval_config(spec, tasks, runtime, prints), {"model": student}, user)
+    student = b.add(student_cfg, inputs, user)
+    b.add(_eval_config(spec, tasks, runtime, prints), {"model": student}, user)
 
 
 def _swept(spec: SweepSpec, row: RowSpec, tasks: list[str]) -> dict[str, Any]:
@@ -394,25 +383,39 @@ def _overlap_data(tasks: list[str], teachers: list[str], prints: dict) -> dict:
     }
 
 
-def _eval_config(spec: SweepSpec, tasks: list[str], runtime: dict, prints: dict) -> dict:
+def _eval_config(
+    spec: SweepSpec,
+    tasks: list[str],
+    runtime: Runtime,
+    prints: dict,
+    folds: dict[str, list] | None = None,
+    exclude_folds: dict[str, list] | None = None,
+) -> EvalConfig:
+    """An eval of `tasks`; `folds` / `exclude_folds` ({task: [fold, ...]}) evaluate only
+    those folds of a task / skip them (fold names as strings, as the records have them)."""
     # The teacher datasets give the held-out captions for retrieval metrics.
-    data = {
-        "root": spec.data.root,
-        "teacher": list(spec.data.teacher),
-        "tasks": list(tasks),
-        "retrieval_splits": merged_splits(spec.data.retrieval_splits, RETRIEVAL_SPLITS),
-        "fingerprint": {n: prints[n] for n in [*spec.data.teacher, *tasks]},
-    }
-    return {
-        "data": _with_custom(data, spec, tasks),
-        "frontend": _asdict(spec.frontend),
-        "model": _asdict(spec.model),
-        "runtime": runtime,
-    }
+    data = StageData(
+        root=spec.data.root,
+        teacher=list(spec.data.teacher),
+        tasks=list(tasks),
+        retrieval_splits=merged_splits(spec.data.retrieval_splits, RETRIEVAL_SPLITS),
+        fingerprint={n: prints[n] for n in [*spec.data.teacher, *tasks]},
+    )
+    cfg = EvalConfig(
+        data=_with_custom(data, spec, tasks),
+        frontend=spec.frontend,
+        model=spec.model,
+        runtime=runtime,
+    )
+    if folds is not None:  # else absent: the keys of every other eval stay as they were
+        cfg.folds = _fold_names(folds)
+    if exclude_folds is not None:
+        cfg.exclude_folds = _fold_names(exclude_folds)
+    return cfg
 
 
-def _asdict(obj: Any) -> dict[str, Any]:
-    return dataclasses.asdict(obj)
+def _fold_names(folds: dict[str, list]) -> dict[str, list[str]]:
+    return {task: [str(f) for f in names] for task, names in folds.items()}
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -426,10 +429,13 @@ def student_schedule(spec: SweepSpec, plan: Plan) -> dict[str, Any]:
     from clapsweep.pipeline import pair_counts  # reads the manifests (audio headers)
     from clapsweep.train import planned_steps
 
-    data = {"root": spec.data.root, "teacher": list(spec.data.teacher)}
-    data["splits"] = merged_splits(spec.data.splits, TEACHER_SPLITS)
+    data = StageData(
+        root=spec.data.root,
+        teacher=list(spec.data.teacher),
+        splits=merged_splits(spec.data.splits, TEACHER_SPLITS),
+    )
     if spec.data.exclude_overlap:
-        data |= {"exclude_overlap": True, "tasks": list(spec.data.tasks)}
+        data = dataclasses.replace(data, exclude_overlap=True, tasks=list(spec.data.tasks))
         data = _with_custom(data, spec, list(spec.data.tasks))
     counts = pair_counts(data)
     total = sum(counts.values())

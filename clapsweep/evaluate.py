@@ -95,11 +95,12 @@ def embed_texts(model, texts: Sequence[str], batch_size: int = 256) -> torch.Ten
 
 
 def zero_shot(
-    model, records, cache: AudioCache, clip_samples: int, prompt=prompt_for, **kw
+    model, records, cache: AudioCache, clip_samples: int, prompt=prompt_for, classes=None, **kw
 ) -> dict:
     """Zero-shot accuracy (overall and per fold) on a task's records; `prompt` turns a class
-    name into its text (a custom task's template, else the built-in policy)."""
-    classes = sorted({r.labels[0] for r in records})
+    name into its text (a custom task's template, else the built-in policy). `classes`: the
+    task's class names when `records` are only some of its clips (default: theirs)."""
+    classes = sorted(classes) if classes is not None else sorted({r.labels[0] for r in records})
     class_emb = embed_texts(model, [prompt(c) for c in classes])
     audio, ok = embed_audio(model, [r.path for r in records], cache, clip_samples, **kw)
     keep = [i for i in range(len(records)) if ok[i]]

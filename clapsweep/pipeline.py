@@ -211,11 +211,32 @@ def _train(
     """Train with the stage's streams; a teacher (known is None) keeps its frozen-text table."""
     # Set by a backend that can be preempted (SLURM), in runtime: outside the stage key.
     every = cfg.runtime_or_empty.checkpoint_every or 0
+    validate = cfg.runtime_or_empty.validate
+    on_epoch = _validation(cfg, validate, report) if validate and report else None
     return train(
         model, data, cfg.train, out, _cache(cfg), cfg.frontend.clip_samples, report,
         checkpoint_every=every, stream=cfg.stream, text_features=known,
-        keep_text_features=known is None,
+        keep_text_features=known is None, on_epoch=on_epoch,
     )  # fmt: skip
+
+
+def _validation(cfg: StudentConfig, validate: dict, report) -> Callable:
+    """A search trial's per-epoch check (runtime.validate = {task, folds}): zero-shot accuracy
+    on the task's validation folds only, reported as validation_accuracy."""
+    task, folds = validate["task"], [str(f) for f in validate["folds"]]
+    manifest_ = task_manifest(cfg.data, task)
+    records = [r for r in manifest_.records if r.fold in folds]
+    classes = task_classes(manifest_)
+    prompt = functools.partial(_prompt, cfg.data, task)
+    cache = _cache(cfg)
+
+    def on_epoch(epochs_done: int, model: CLAP) -> None:
+        result = evaluate.zero_shot(
+            model, records, cache, cfg.frontend.clip_samples, prompt=prompt, classes=classes
+        )
+        report({"epoch": epochs_done, "validation_accuracy": result["accuracy"], "task": task})
+
+    return on_epoch
 
 
 def teacher_model(config: TeacherConfig | dict) -> CLAP:
@@ -413,9 +434,12 @@ def stage_eval(cfg: EvalConfig, inputs: dict, out: Path, report=None) -> dict:
     result = {}
     for task in data.tasks:
         prompt = functools.partial(_prompt, data, task)
+        # Restricted to some folds, the classes are still all the task's.
+        classes = task_classes(task_manifest(data, task)) if cfg.restricts_folds() else None
         result[task] = evaluate.zero_shot(
-            model, eval_records(cfg, task), cache, frontend.clip_samples, prompt=prompt
-        )
+            model, eval_records(cfg, task), cache, frontend.clip_samples, prompt=prompt,
+            classes=classes,
+        )  # fmt: skip
         if report:
             report({"task": task, "accuracy": result[task]["accuracy"]})
     held = held_out_records(data) if data.teacher else []

@@ -214,6 +214,7 @@ def train(
     stream: str = "",
     text_features: dict[str, torch.Tensor] | None = None,
     keep_text_features: bool = False,
+    on_epoch: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> dict:
     """Train `model` in place; writes `checkpoint.pt` as it goes, then `model.pt` and
     `train_result.json`, and deletes the checkpoint. Every random stream (order, replay
@@ -221,18 +222,19 @@ def train(
     so two stages never share a stream and nothing depends on what ran before in the process.
     `text_features` are known pooled outputs of a frozen text tower (see FrozenText);
     `keep_text_features` saves this run's table beside the weights (a teacher's, which its
-    students read)."""
+    students read). `on_epoch(epochs_done, model)` runs after each epoch's checkpoint (a
+    search's validation); it cannot change the training (see _after_epoch)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / RESULT).is_file() and (out_dir / WEIGHTS).is_file():
         return json.loads((out_dir / RESULT).read_text())  # finished before an interruption
     seed = derive_seed(cfg.seed, stream)
     dev = pick_device(device)
-    devices = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):  # the process's own RNG is left as it was
+    with torch.random.fork_rng(devices=devices_of(dev)):  # the process RNG stays as it was
         torch.manual_seed(derive_seed(seed, "train"))  # dropout and anything else global
         result = _train(model, data, cfg, out_dir, cache, clip_samples, report, dev, seed,
-                        checkpoint_every, text_features, keep_text_features)  # fmt: skip
+                        checkpoint_every, text_features, keep_text_features,
+                        on_epoch)  # fmt: skip
     _save_weights(model, cfg, out_dir / WEIGHTS)
     # Without the wall-clock seconds: the stage's files are a function of its key alone.
     write_json(out_dir / RESULT, {k: v for k, v in result.items() if k != "train_seconds"})
@@ -240,7 +242,9 @@ def train(
     return result
 
 
-def _train(model, data, cfg, out_dir, cache, clip_samples, report, dev, seed, every, known, keep):
+def _train(
+    model, data, cfg, out_dir, cache, clip_samples, report, dev, seed, every, known, keep, on_epoch
+):
     model.to(dev)
     model.caption_encoder.base.requires_grad_(not cfg.freeze_text)
     if cfg.channels_last and dev.type == "cuda":  # on CPU it measured slower (docs/benchmarks.md)
@@ -331,7 +335,11 @@ def _train(model, data, cfg, out_dir, cache, clip_samples, report, dev, seed, ev
                 if report:
                     report({f"soft/{k}": v for k, v in state["soft_labels"][-1].items()})
             state["epoch"], state["batch"] = state["epoch"] + 1, 0
-        _checkpoint(ckpt_path, model, optimizer, scheduler, state, cfg)
+            _checkpoint(ckpt_path, model, optimizer, scheduler, state, cfg)
+            if on_epoch is not None:
+                _after_epoch(on_epoch, state["epoch"], model, cfg, devices_of(dev))
+        else:
+            _checkpoint(ckpt_path, model, optimizer, scheduler, state, cfg)
     result = {
         "steps": state["step"],
         "epochs": state["epoch"],
@@ -345,6 +353,25 @@ def _train(model, data, cfg, out_dir, cache, clip_samples, report, dev, seed, ev
     if soft is not None:
         result["soft_labels"] = state["soft_labels"]
     return result
+
+
+def devices_of(dev: torch.device) -> list[int]:
+    return [dev.index or 0] if dev.type == "cuda" else []
+
+
+def _after_epoch(on_epoch, epochs_done: int, model, cfg: TrainConfig, devices: list[int]) -> None:
+    """Run the epoch hook without touching the training: under a forked RNG (dropout and
+    crops draw the same numbers as without it), in eval mode, and back to train mode after
+    (a frozen text tower stays in eval mode)."""
+    with torch.random.fork_rng(devices=devices):
+        model.eval()
+        try:
+            with torch.no_grad():
+                on_epoch(epochs_done, model)
+        finally:
+            model.train()
+            if cfg.freeze_text:
+                model.caption_encoder.base.eval()
 
 
 def check_space(model: torch.nn.Module, out_dir: Path) -> None:

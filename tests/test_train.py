@@ -74,7 +74,7 @@ def pairs(tmp_path_factory):
     return out
 
 
-def _train(out, pairs, cfg, report=None, data=None):
+def _train(out, pairs, cfg, report=None, data=None, on_epoch=None):
     torch.manual_seed(0)
     model = CLAP(MODEL, FRONT)
     data = data or TrainData(main=pairs)
@@ -86,8 +86,27 @@ def _train(out, pairs, cfg, report=None, data=None):
         AudioCache(None, FRONT.sample_rate),
         FRONT.clip_samples,
         report=report,
+        on_epoch=on_epoch,
     )
     return model, result
+
+
+def test_an_epoch_hook_cannot_change_the_training(tmp_path, pairs):
+    """A search's per-epoch validation runs in the training: a hook that draws random
+    numbers and leaves the model in train mode must not change one weight (dropout on)."""
+    cfg = TrainConfig(batch_size=4, epochs=3, lr=1e-3, seed=3, replay=0.0)
+    ref, _ = _train(tmp_path / "a", pairs, cfg)
+    seen = []
+
+    def hook(epochs_done, model):
+        seen.append((epochs_done, model.training))
+        torch.rand(1000)  # the global stream the training's dropout draws from
+        model.train()
+
+    hooked, _ = _train(tmp_path / "b", pairs, cfg, on_epoch=hook)
+    assert seen == [(1, False), (2, False), (3, False)]  # after each epoch, in eval mode
+    for (name, a), b in zip(ref.state_dict().items(), hooked.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_interrupted_run_resumes_to_identical_weights(tmp_path, pairs):

@@ -44,6 +44,12 @@ def add_commands(subparsers: Any) -> None:
     )
     rep.add_argument("--folds", action="store_true", help="add per-fold accuracy tables")
     rep.add_argument(
+        "--search",
+        action="store_true",
+        help="a searching sweep's trials, chosen values and their test accuracy (with --plot: "
+        "validation accuracy against each searched axis)",
+    )
+    rep.add_argument(
         "--workdir-root", default="runs", metavar="DIR", help="where to look without --sweep"
     )
     rep.add_argument(
@@ -69,4 +75,5 @@ def cmd_report(args: argparse.Namespace) -> int:
         no_paper=args.no_paper,
         metric=args.metric,
         paired=args.paired,
+        search=args.search,
     )

@@ -27,8 +27,9 @@ from clapsweep.cli.show import (
     size,
     table,
 )
+from clapsweep.recipe.search import run_method
 from clapsweep.sweep.local import Interrupted, stop_signals
-from clapsweep.sweep.runner import describe_plan, run_sweep, status
+from clapsweep.sweep.runner import describe_plan, status
 from clapsweep.sweep.spec import SweepSpec, load_spec
 from clapsweep.sweep.state import STATES
 
@@ -73,6 +74,11 @@ def add_run_command(subparsers: Any) -> None:
         metavar="KEY",
         help="compute this stage again (its name, key or a unique key prefix; repeatable); "
         "stages that read it follow when its output changes",
+    )
+    run.add_argument(
+        "--search-only",
+        action="store_true",
+        help="a sweep with search: search (or finish the search) and stop before the re-run",
     )
     run.set_defaults(handler=cmd_run)
 
@@ -181,6 +187,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def on_event(e: dict[str, Any]) -> None:
         try:
+            if e["event"] == "search":  # a finished search (clapsweep.recipe.search)
+                print(search_line(e), file=sys.stderr)
+                return
             if view is not None and e["event"] == "plan" and "kinds" not in e:
                 e = e | {"kinds": plan_kinds(spec.workdir, spec.store)}
             printer(e)
@@ -190,9 +199,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = None
     try:
         with view or contextlib.nullcontext(), stop_signals():
-            summary = run_sweep(
-                spec, on_event=on_event, retries=args.retries, grace=args.grace, redo=args.redo
-            )
+            summary = run_method(
+                spec, args.search_only, on_event,
+                retries=args.retries, grace=args.grace, redo=args.redo,
+            )  # fmt: skip
     except Interrupted as e:
         if e.summary is None:  # before the first layer, or while it was wrapping up
             with contextlib.suppress(OSError):
@@ -200,6 +210,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                       "resume", file=sys.stderr)  # fmt: skip
             return e.exit_code
         stop, summary = e, e.summary
+    if "search" in summary:  # --search-only
+        print(json.dumps(summary) if args.json else f"search done in {summary['duration_s']:.0f} s")
+        return 0
     try:
         if args.json:
             print(json.dumps(summary))
@@ -216,6 +229,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"clapsweep: error: {summary['stopped']}", file=sys.stderr)
         return 2
     return 1 if summary["stages_failed"] else 0
+
+
+def search_line(e: dict[str, Any]) -> str:
+    best = e["best"]
+    values = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["values"].items()
+    )
+    return (
+        f"search {e['task']}: {e['trials']} trials; chosen {values} "
+        f"(validation accuracy {100 * best['val_accuracy']:.1f}%)"
+    )
 
 
 def _dry_run(spec: SweepSpec, as_json: bool) -> int:

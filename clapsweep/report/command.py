@@ -26,10 +26,12 @@ from clapsweep.report.load import Sweep, find_sweep, load_sweep, why
 from clapsweep.report.model import Table
 from clapsweep.report.plot import check_plot, plot_table
 from clapsweep.report.render import FORMATS, render, render_text
+from clapsweep.report.search import plot_search, render_search, search_report
 from clapsweep.report.sweep_plot import plot_sweep_table
 from clapsweep.report.sweep_render import render_sweep, render_sweep_text
 from clapsweep.report.sweeps import SweepTable, axis_table, paired_table
 from clapsweep.report.wandb import report_tracker, wandb_tables
+from clapsweep.sweep.spec import VALIDATION_FOLDS
 
 
 def report_command(
@@ -46,6 +48,7 @@ def report_command(
     no_paper: bool = False,
     metric: str | None = None,
     paired: bool = False,
+    search: bool = False,
 ) -> int:
     """`clapsweep report`: render Table `number` of a sweep (the newest declaring it), or,
     without a number, a report of any sweep by an axis (`by`) or paired (`paired`).
@@ -54,7 +57,8 @@ def report_command(
     one W&B summary run. Every check (table, format, plot file, tracking) comes before any
     output."""
     out, err = out or sys.stdout, err or sys.stderr
-    _check_options(number, by, folds, paired)
+    if not search:
+        _check_options(number, by, folds, paired)
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
     if plot:
@@ -65,6 +69,8 @@ def report_command(
 
     path = Path(sweep) if sweep else find_sweep(number, workdir_root, warn)
     loaded = load_sweep(path)
+    if search:
+        return _search(loaded, fmt, plot, out, err)
     tracker = report_tracker(loaded) if wandb else None
     print(
         f"report: {_what(number, by, paired)} of sweep {loaded.name} ({loaded.workdir})", file=err
@@ -79,6 +85,7 @@ def report_command(
         render_text(table, out)
     else:
         out.write(render(table, fmt))
+    _validation_note(loaded, out)
     out.flush()
     if plot:
         _draw(table, plot)
@@ -86,6 +93,27 @@ def report_command(
     if tracker is not None:
         _log(tracker, table, err)
     return 0
+
+
+def _search(loaded: Sweep, fmt: str, plot: str | None, out: TextIO, err: TextIO) -> int:
+    results = search_report(loaded)
+    render_search(results, fmt, out)
+    out.flush()
+    if plot:
+        plot_search(results, plot)
+        print(f"report: wrote {plot}", file=err)
+    return 0
+
+
+def _validation_note(loaded: Sweep, out: TextIO) -> None:
+    """A searching sweep chose values on validation folds: its evals leave them out."""
+    search = loaded.spec.get("search")
+    if not isinstance(search, dict):
+        return
+    folds = {**VALIDATION_FOLDS, **(search.get("validation") or {})}
+    tasks = (loaded.spec.get("data") or {}).get("tasks") or []
+    shown = "; ".join(f"{t} {', '.join(str(f) for f in folds.get(t, []))}" for t in tasks)
+    print(f"(validation folds, left out of every number: {shown})", file=out)
 
 
 def _check_options(number: int | None, by: str | None, folds: bool, paired: bool) -> None:

@@ -4,8 +4,8 @@ overrides, both applied to the plain data before it is validated.
 A row field given as a list is an axis: the row becomes the cartesian product of its axes,
 one row per combination, named `<name> <axis>=<value> ...`. `zip: [sigma, beta]` pairs the
 listed axes element by element instead (equal lengths). Student train keys go under the
-row's `train:` mapping and may be axes too (`train: {lr: [1e-4, 3e-4]}`). `fractions` is a
-list but not an axis (the teacher fractions a row runs at).
+row's `train:` mapping and may be axes too (`train: {lr: [1e-4, 3e-4]}`). `fractions` and
+`tasks` are lists but not axes (the teacher fractions and tasks a row runs at).
 
 Overrides are `PATH=VALUE` strings, Hydra-style: `grid.seed=[0,1,2]`, `train.lr=3e-4`,
 `grid.rows[DU].sigma=[0.6,0.7]` (a row by name or index); VALUE is YAML.
@@ -22,7 +22,7 @@ import yaml
 
 from clapsweep.errors import ConfigError
 
-NOT_AXES = ("name", "strategy", "fractions", "zip")
+NOT_AXES = ("name", "strategy", "fractions", "tasks", "zip")
 
 
 def expand_rows(rows: Any) -> Any:

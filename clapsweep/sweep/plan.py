@@ -39,6 +39,7 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ from clapsweep.sweep.spec import (
     RowSpec,
     SweepSpec,
     row_sigma,
+    validation_folds,
 )
 
 # Bump when a stage's code changes what it produces: every key changes, everything reruns.
@@ -222,11 +224,14 @@ def _with_custom(data: StageData, spec: SweepSpec, tasks: list[str]) -> StageDat
     return dataclasses.replace(data, custom_tasks=custom) if custom else data
 
 
-def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
+def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None, split: str = "test") -> Plan:
     """Expand the grid into stages; identical stages (same key) appear once. `prints` are
-    the datasets' fingerprints (computed here when not given)."""
+    the datasets' fingerprints (computed here when not given). A searching sweep's evals
+    leave its validation folds out; with split "validation" they evaluate only those (a
+    search trial's, clapsweep.recipe.search)."""
     b = _Builder(spec.name)
     prints = prints if prints is not None else data_fingerprints(spec)
+    evals = functools.partial(_eval_config, spec, prints=prints, split=split)
     runtime = Runtime(
         # Beside the stages: sweeps sharing a project store share its decoded audio too.
         cache_dir=f"{spec.store or spec.workdir}/cache" if spec.data.cache else None,
@@ -265,7 +270,7 @@ def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
             )
             user = {"row": "teacher", **trial, "tasks": tasks}
             teacher = b.add(teacher_cfg, {}, user)
-            b.add(_eval_config(spec, tasks, runtime, prints), {"model": teacher}, user)
+            b.add(evals(tasks, runtime), {"model": teacher}, user)
             read = [*teachers, spec.data.wild, *tasks]
             embed_data = dataclasses.replace(
                 data,
@@ -285,16 +290,17 @@ def build_plan(spec: SweepSpec, prints: dict[str, str] | None = None) -> Plan:
                 if row.fractions is not None and fraction not in row.fractions:
                     continue
                 per_task = strategies.get(row.strategy).per_task
-                groups = [[t] for t in tasks] if per_task else [tasks]
+                mine = [t for t in tasks if row.tasks is None or t in row.tasks]
+                groups = [[t] for t in mine] if per_task else [mine]
                 for group in groups:
                     user = {"row": row.name, **trial, "tasks": group}
                     user["swept"] = _swept(spec, row, group)
                     b.use(teacher, user)
                     b.use(embed, user)
-                    _plan_row(b, spec, row, group, teacher, embed, embed_cfg, user, runtime, prints)
+                    _plan_row(b, spec, row, group, teacher, embed, embed_cfg, user, runtime, evals)
     if spec.msclap_checkpoint:
         cfg = dataclasses.replace(
-            _eval_config(spec, tasks, runtime, prints),
+            evals(tasks, runtime),
             msclap_checkpoint=spec.msclap_checkpoint,
             checkpoints={"msclap": file_sha256(spec.msclap_checkpoint, "msclap_checkpoint")},
             # MS-CLAP 2022 is CNN14 + BERT-base with the paper's front-end.
@@ -316,7 +322,7 @@ def _plan_row(
     embed_cfg: EmbedConfig,
     user: dict,
     runtime: Runtime,
-    prints: dict[str, str],
+    evals: Callable[[list[str], Runtime], EvalConfig],
 ) -> None:
     """Curation(s), the student and its evaluation for one row trial: the row's strategy
     and the ones upstream of it (ADS reads DS), each one curate stage."""
@@ -351,7 +357,7 @@ def _plan_row(
     if replay is not None:
         inputs["replay"] = replay
     student = b.add(student_cfg, inputs, user)
-    b.add(_eval_config(spec, tasks, runtime, prints), {"model": student}, user)
+    b.add(evals(tasks, runtime), {"model": student}, user)
 
 
 def _swept(spec: SweepSpec, row: RowSpec, tasks: list[str]) -> dict[str, Any]:
@@ -390,16 +396,25 @@ def _eval_config(
     prints: dict,
     folds: dict[str, list] | None = None,
     exclude_folds: dict[str, list] | None = None,
+    split: str = "test",
 ) -> EvalConfig:
     """An eval of `tasks`; `folds` / `exclude_folds` ({task: [fold, ...]}) evaluate only
-    those folds of a task / skip them (fold names as strings, as the records have them)."""
+    those folds of a task / skip them (fold names as strings, as the records have them).
+    A searching sweep's validation folds are left out (split "test") or are all that is
+    evaluated (split "validation", without retrieval: a search compares zero-shot only)."""
+    validation = validation_folds(spec)
+    if validation and split == "validation":
+        folds = {t: validation[t] for t in tasks}
+    elif validation:
+        exclude_folds = {t: validation[t] for t in tasks}
+    teachers = [] if split == "validation" else list(spec.data.teacher)
     # The teacher datasets give the held-out captions for retrieval metrics.
     data = StageData(
         root=spec.data.root,
-        teacher=list(spec.data.teacher),
+        teacher=teachers,
         tasks=list(tasks),
         retrieval_splits=merged_splits(spec.data.retrieval_splits, RETRIEVAL_SPLITS),
-        fingerprint={n: prints[n] for n in [*spec.data.teacher, *tasks]},
+        fingerprint={n: prints[n] for n in [*teachers, *tasks]},
     )
     cfg = EvalConfig(
         data=_with_custom(data, spec, tasks),

@@ -29,7 +29,8 @@ from clapsweep.errors import UserError
 from clapsweep.store import Store, write_json
 from clapsweep.sweep.executor import OnEvent, StageExecutor
 from clapsweep.sweep.plan import PlannedStage, build_plan, data_fingerprints
-from clapsweep.sweep.spec import GridSpec, RowSpec, SweepSpec, validation_folds
+from clapsweep.sweep.search_spec import validation_folds
+from clapsweep.sweep.spec import GridSpec, RowSpec, SweepSpec
 
 METRIC = "val_accuracy"
 THRESHOLD_AXES = ("sigma", "sigma_ds")

@@ -31,7 +31,7 @@ from clapsweep.report.sweep_plot import plot_sweep_table
 from clapsweep.report.sweep_render import render_sweep, render_sweep_text
 from clapsweep.report.sweeps import SweepTable, axis_table, paired_table
 from clapsweep.report.wandb import report_tracker, wandb_tables
-from clapsweep.sweep.spec import VALIDATION_FOLDS
+from clapsweep.sweep.search_spec import VALIDATION_FOLDS
 
 
 def report_command(

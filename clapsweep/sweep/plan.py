@@ -68,13 +68,13 @@ from clapsweep.recipe.stage_config import (
     TeacherConfig,
     key_config,
 )
+from clapsweep.sweep.search_spec import validation_folds
 from clapsweep.sweep.spec import (
     STAGE_KINDS,
     THRESHOLDS,
     RowSpec,
     SweepSpec,
     row_sigma,
-    validation_folds,
 )
 
 # Bump when a stage's code changes what it produces: every key changes, everything reruns.

@@ -10,8 +10,8 @@ import yaml
 from test_spec import BASE
 
 from clapsweep.errors import ConfigError
-from clapsweep.sweep.plan import build_plan
-from clapsweep.sweep.spec import load_spec
+from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.spec import load_spec
 
 PRINTS = dict.fromkeys(["clotho", "audiocaps", "fsd50k", "macs", "audioset"], "x")
 PRINTS |= dict.fromkeys(["esc50", "us8k", "tut17"], "y")

@@ -17,9 +17,9 @@ from clapsweep.data.custom import (
 )
 from clapsweep.data.manifest import DatasetError
 from clapsweep.errors import ConfigError
-from clapsweep.sweep.plan import build_plan
+from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.spec import load_spec
 from clapsweep.sweep.runner import run_sweep
-from clapsweep.sweep.spec import load_spec
 
 SMOKE = Path(__file__).parents[1] / "sweeps" / "smoke.yaml"
 BUILTIN_PRINTS = ["clotho", "audiocaps", "fsd50k", "macs", "audioset", "esc50", "us8k", "tut17"]

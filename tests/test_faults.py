@@ -27,9 +27,9 @@ from conftest import owner_of, small_tmpfs
 from test_runner import FakeStages, write_spec
 
 from clapsweep import store as store_module
+from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.spec import load_spec
 from clapsweep.store import StageBusy, Store
-from clapsweep.sweep.plan import build_plan
-from clapsweep.sweep.spec import load_spec
 
 TESTS = Path(__file__).resolve().parent
 CONTROL = "CLAPSWEEP_TEST_FAULTS"

@@ -15,8 +15,10 @@ from clapsweep.data.manifest import Manifest, Record
 from clapsweep.data.overlap import overlap, teacher_overlap_ids
 from clapsweep.errors import ConfigError
 from clapsweep.pipeline import pair_counts, stream_id, training_pairs
-from clapsweep.sweep.plan import build_plan, stage_key
-from clapsweep.sweep.spec import parse_spec
+from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.spec import parse_spec
+from clapsweep.recipe.stage_config import key_config
+from clapsweep.sweep.plan import stage_key
 
 
 def make_fsd50k_sharing_esc50(root: Path) -> None:
@@ -130,7 +132,7 @@ def test_exclude_overlap_false_leaves_every_stage_key_unchanged():
     assert "exclude_overlap" not in teacher.config["data"]
     flagged = copy.deepcopy(teacher.config)
     flagged["data"]["exclude_overlap"] = False
-    assert stage_key("teacher", flagged, {}) == stage_key("teacher", teacher.config, {})
+    assert stage_key("teacher", key_config("teacher", flagged), {}) == teacher.key
     assert stream_id(flagged) == stream_id(teacher.config)
 
 

@@ -9,8 +9,10 @@ from collections import Counter
 import pytest
 
 from clapsweep.errors import ConfigError
-from clapsweep.sweep.plan import build_plan, stage_key
-from clapsweep.sweep.spec import parse_spec
+from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.spec import parse_spec
+from clapsweep.recipe.stage_config import key_config
+from clapsweep.sweep.plan import stage_key
 
 TASKS = ["esc50", "us8k", "tut17"]
 SIGMA_DS = {"esc50": 0.7, "us8k": 0.6, "tut17": 0.675}
@@ -217,17 +219,19 @@ def test_missing_checkpoint_files_are_config_errors():
 
 
 def test_stage_key_is_canonical_and_pinned():
-    a = stage_key("curate", {"sigma": 0.7, "strategy": "du"}, {"embed": "embed-0"})
-    b = stage_key(
-        "curate", {"strategy": "du", "sigma": 0.7, "runtime": {"x": 1}}, {"embed": "embed-0"}
-    )
+    def key(kind: str, config: dict, inputs: dict) -> str:
+        return stage_key(kind, key_config(kind, config), inputs)
+
+    a = key("curate", {"sigma": 0.7, "strategy": "du"}, {"embed": "embed-0"})
+    b = key("curate", {"strategy": "du", "sigma": 0.7, "runtime": {"x": 1}}, {"embed": "embed-0"})
     assert a == b  # key order and runtime do not matter
     assert len(a) == 16 and int(a, 16) >= 0
-    assert stage_key("curate", {"sigma": 0.7, "strategy": "du"}, {"embed": "embed-1"}) != a
-    assert stage_key("eval", {"sigma": 0.7, "strategy": "du"}, {"embed": "embed-0"}) != a
-    assert a == stage_key(
-        "curate", {"sigma": 0.7, "strategy": "du", "chunk": 5}, {"embed": "embed-0"}
-    )
+    assert key("curate", {"sigma": 0.7, "strategy": "du"}, {"embed": "embed-1"}) != a
+    assert key("eval", {"sigma": 0.7, "strategy": "du"}, {"embed": "embed-0"}) != a
+    assert a == key("curate", {"sigma": 0.7, "strategy": "du", "chunk": 5}, {"embed": "embed-0"})
+    # The engine hashes the key-shaped config as given; a whole config is a caller's mistake.
+    with pytest.raises(ValueError, match="to_key"):
+        stage_key("curate", {"sigma": 0.7, "runtime": {}}, {})
     # Pinned canonical form: a change here silently invalidates every stored artifact.
     canonical = (
         '{"config":{"sigma":0.7,"strategy":"du"},"inputs":[["embed","embed-0"]],'

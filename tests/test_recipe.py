@@ -9,9 +9,9 @@ import pytest
 from clapsweep import curate
 from clapsweep.cli import main
 from clapsweep.recipe import strategies
-from clapsweep.sweep.plan import build_plan
+from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.spec import load_spec
 from clapsweep.sweep.runner import run_sweep
-from clapsweep.sweep.spec import load_spec
 
 SMOKE = Path(__file__).parents[1] / "sweeps" / "smoke.yaml"
 

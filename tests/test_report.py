@@ -24,9 +24,9 @@ from clapsweep import report
 from clapsweep.cli import main
 from clapsweep.errors import UserError
 from clapsweep.recipe import strategies, tables
+from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.spec import parse_spec
 from clapsweep.store import Store, make_meta, write_json
-from clapsweep.sweep.plan import build_plan
-from clapsweep.sweep.spec import parse_spec
 
 ROWS = [
     {"name": "DU", "strategy": "du", "sigma": 0.7},

@@ -17,7 +17,7 @@ from clapsweep.config import load_yaml
 from clapsweep.data.cache import AudioCache
 from clapsweep.data.datasets import load_dataset
 from clapsweep.errors import ConfigError
-from clapsweep.sweep.spec import parse_spec
+from clapsweep.recipe.spec import parse_spec
 
 SMOKE = Path(__file__).parents[1] / "sweeps" / "smoke.yaml"
 
@@ -83,7 +83,7 @@ def test_a_search_section_is_checked_like_the_rest():
 def test_a_row_restricted_to_tasks_plans_only_those():
     from collections import defaultdict
 
-    from clapsweep.sweep.plan import build_plan
+    from clapsweep.recipe.plan import build_plan
 
     data = load_yaml(SMOKE)
     data["grid"]["rows"] = [{"name": "DS", "strategy": "ds", "sigma_ds": 0.3, "tasks": ["us8k"]}]

@@ -30,10 +30,12 @@ from conftest import stub_data_root
 
 from clapsweep.cli import sweep as commands
 from clapsweep.errors import ConfigError, UserError
+from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.spec import load_spec
 from clapsweep.store import Store
 from clapsweep.sweep import slurm_backend
 from clapsweep.sweep.local import LocalBackend
-from clapsweep.sweep.plan import PlannedStage, build_plan
+from clapsweep.sweep.plan import PlannedStage
 from clapsweep.sweep.runner import (
     StageExecutor,
     StageFailed,
@@ -50,7 +52,6 @@ from clapsweep.sweep.slurm_backend import (
     read_jobs,
     sbatch_flags,
 )
-from clapsweep.sweep.spec import load_spec
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from clapsweep.errors import ConfigError
-from clapsweep.sweep.spec import load_spec
+from clapsweep.recipe.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

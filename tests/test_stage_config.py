@@ -15,9 +15,10 @@ from clapsweep import config as C
 from clapsweep import jobs, pipeline
 from clapsweep.data import synthworld
 from clapsweep.errors import ConfigError, UserError
+from clapsweep.recipe.plan import _eval_config, build_plan
+from clapsweep.recipe.spec import CurateSpec, load_spec
 from clapsweep.recipe.stage_config import STAGE_CONFIGS, UNSET, CurateConfig, parse, stream_id
-from clapsweep.sweep.plan import _eval_config, build_plan, stage_key
-from clapsweep.sweep.spec import CurateSpec, load_spec
+from clapsweep.sweep.plan import stage_key
 
 DEMO = Path(__file__).parents[1] / "sweeps" / "demo.yaml"
 
@@ -44,7 +45,7 @@ def test_every_demo_stage_round_trips_with_its_key(demo):
         assert type(cfg) is STAGE_CONFIGS[stage.kind]
         assert parse(stage.kind, cfg.to_dict()) == cfg
         assert _json(cfg.to_dict()) == _json(stage.config), stage.name  # absent stays absent
-        assert stage_key(stage.kind, cfg, stage.inputs) == stage.key
+        assert stage_key(stage.kind, cfg.to_key(), stage.inputs) == stage.key
 
 
 def test_a_hand_dict_survives_parse_exactly():
@@ -143,12 +144,12 @@ def test_eval_folds_enter_the_key_only_when_set(demo):
     base = _eval_config(spec, tasks, runtime, prints)
     planned = next(s for s in plan.stages.values() if s.kind == "eval")  # the first teacher's
     assert "folds" not in base.to_dict() and "exclude_folds" not in base.to_dict()
-    assert stage_key("eval", base, planned.inputs) == planned.key
+    assert stage_key("eval", base.to_key(), planned.inputs) == planned.key
     folded = _eval_config(spec, tasks, runtime, prints, folds={tasks[0]: [1, "2"]})
     assert folded.to_dict()["folds"] == {tasks[0]: ["1", "2"]}
     assert "exclude_folds" not in folded.to_dict()
     excluded = _eval_config(spec, tasks, runtime, prints, exclude_folds={tasks[0]: ["1"]})
-    keys = {stage_key("eval", c, {}) for c in (base, folded, excluded)}
+    keys = {stage_key("eval", c.to_key(), {}) for c in (base, folded, excluded)}
     assert len(keys) == 3
 
 

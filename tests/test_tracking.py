@@ -19,9 +19,9 @@ from conftest import stub_data_root
 from clapsweep import cli
 from clapsweep.cli import sweep as commands
 from clapsweep.errors import UserError
-from clapsweep.sweep.plan import build_plan
+from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.spec import load_spec
 from clapsweep.sweep.runner import Tracker, make_tracker, run_sweep
-from clapsweep.sweep.spec import load_spec
 from clapsweep.sweep.sync import offline_runs, sync_command, sync_sweep
 from clapsweep.sweep.tracking import WandbTracker, offline_run_folders, run_id
 

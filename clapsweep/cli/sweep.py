@@ -28,9 +28,9 @@ from clapsweep.cli.show import (
     table,
 )
 from clapsweep.recipe.search import run_method
+from clapsweep.recipe.spec import SweepSpec, load_spec
 from clapsweep.sweep.local import Interrupted, stop_signals
 from clapsweep.sweep.runner import describe_plan, status
-from clapsweep.sweep.spec import SweepSpec, load_spec
 from clapsweep.sweep.state import STATES
 
 _SWEEP = {"metavar": "SWEEP", "help": "the sweep's YAML file"}
@@ -246,8 +246,8 @@ def _dry_run(spec: SweepSpec, as_json: bool) -> int:
     """Print the plan, the resources each backend will request and the compute estimate
     from the bench figures (clapsweep.bench.estimate); run nothing."""
     from clapsweep.bench.estimate import estimate_compute
+    from clapsweep.recipe.plan import build_plan
     from clapsweep.store import Store
-    from clapsweep.sweep.plan import build_plan
 
     plan = build_plan(spec)  # once: describe_plan and the estimate share it
     info = describe_plan(spec, plan) | {"dry_run": True}

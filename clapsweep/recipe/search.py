@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from clapsweep.errors import UserError
+from clapsweep.recipe.plan import build_plan, data_fingerprints
+from clapsweep.recipe.search_spec import validation_folds
+from clapsweep.recipe.spec import GridSpec, RowSpec, SweepSpec
 from clapsweep.store import Store, write_json
 from clapsweep.sweep.executor import OnEvent, StageExecutor
-from clapsweep.sweep.plan import PlannedStage, build_plan, data_fingerprints
-from clapsweep.sweep.search_spec import validation_folds
-from clapsweep.sweep.spec import GridSpec, RowSpec, SweepSpec
+from clapsweep.sweep.plan import PlannedStage
 
 METRIC = "val_accuracy"
 THRESHOLD_AXES = ("sigma", "sigma_ds")

@@ -151,7 +151,7 @@ def stream_id(config: dict) -> str:
 def key_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     """A stage config dict as the key sees it: without `runtime`, without the fields the
     schema marks volatile, and with checkpoint files as their content hashes (in
-    `checkpoints`). Plain dicts: stage_key also hashes configs nobody parsed."""
+    `checkpoints`). Plain dicts: a stored config (plan.json) is keyed without parsing it."""
     out = json.loads(json.dumps(config))  # a deep copy that also proves it is JSON-able
     out.pop("runtime", None)
     out.pop("msclap_checkpoint", None)

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from clapsweep.errors import UserError
 from clapsweep.recipe import tables
+from clapsweep.recipe.search_spec import VALIDATION_FOLDS
 from clapsweep.report.build import build_table, check_table
 from clapsweep.report.load import Sweep, find_sweep, load_sweep, why
 from clapsweep.report.model import Table
@@ -31,7 +32,6 @@ from clapsweep.report.sweep_plot import plot_sweep_table
 from clapsweep.report.sweep_render import render_sweep, render_sweep_text
 from clapsweep.report.sweeps import SweepTable, axis_table, paired_table
 from clapsweep.report.wandb import report_tracker, wandb_tables
-from clapsweep.sweep.search_spec import VALIDATION_FOLDS
 
 
 def report_command(

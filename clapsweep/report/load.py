@@ -19,9 +19,9 @@ import yaml
 
 from clapsweep.errors import UserError
 from clapsweep.recipe import strategies
+from clapsweep.recipe.spec import load_spec
 from clapsweep.store import META, Store
 from clapsweep.sweep.plan import load_plan
-from clapsweep.sweep.spec import load_spec
 from clapsweep.sweep.state import DONE, FAILED, StageState, stage_state
 
 

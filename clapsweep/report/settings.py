@@ -3,7 +3,7 @@
 A row field (BY_FIELDS) is read from the spec's row, else `student` over `train`, as Tables
 1-3 have always labelled their rows; any other axis (the teacher fraction, `strategy`, a
 student train key such as `lr`) from the trials' swept values in plan.json
-(clapsweep.sweep.plan records them per stage user).
+(clapsweep.recipe.plan records them per stage user).
 """
 
 from __future__ import annotations

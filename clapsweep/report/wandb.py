@@ -7,13 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from clapsweep.errors import UserError
+from clapsweep.recipe.spec import load_spec
 from clapsweep.report.load import Sweep, damaged_message, why
 from clapsweep.report.model import Table
 from clapsweep.report.render import csv_fields, flat_rows
 from clapsweep.report.sweep_render import CSV_FIELDS as SWEEP_CSV_FIELDS
 from clapsweep.report.sweep_render import flat_rows as sweep_flat_rows
 from clapsweep.report.sweeps import SweepTable
-from clapsweep.sweep.spec import load_spec
 
 
 def log_report_tables(spec: Any, tables: dict[str, tuple[list[str], list[list[Any]]]]) -> bool:

@@ -24,6 +24,8 @@ from typing import Any
 import yaml
 
 from clapsweep.errors import UserError
+from clapsweep.recipe.plan import build_plan, student_schedule
+from clapsweep.recipe.spec import STAGE_KINDS, SweepSpec
 from clapsweep.store import (
     StageBusy,
     Store,
@@ -53,9 +55,8 @@ from clapsweep.sweep.local import (
     interrupted,
     stops_sweep,
 )
-from clapsweep.sweep.plan import Plan, PlannedStage, build_plan, load_plan, student_schedule
+from clapsweep.sweep.plan import Plan, PlannedStage, load_plan
 from clapsweep.sweep.slurm_profile import SlurmProfile, load_profile
-from clapsweep.sweep.spec import STAGE_KINDS, SweepSpec
 from clapsweep.sweep.state import DONE, FAILED, STATES, stage_state
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clapsweep.errors import UserError
-from clapsweep.sweep.spec import SweepSpec
+from clapsweep.recipe.spec import SweepSpec
 from clapsweep.sweep.tracking import has_api_key
 
 

@@ -42,10 +42,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from clapsweep.errors import UserError
+from clapsweep.recipe.spec import SweepSpec
 from clapsweep.store import write_json
 from clapsweep.sweep.executor import Tracker, TrackerRun
 from clapsweep.sweep.plan import PlannedStage
-from clapsweep.sweep.spec import SweepSpec
 
 SUMMARY_STATE = "summary.json"  # in the tracker's wandb folder: what the summary run holds
 

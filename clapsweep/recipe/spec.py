@@ -28,9 +28,9 @@ from clapsweep.config import (
 )
 from clapsweep.errors import ConfigError
 from clapsweep.recipe import strategies, tables
+from clapsweep.recipe.axes import apply_overrides, expand_rows
+from clapsweep.recipe.search_spec import SearchSpec, check_search
 from clapsweep.recipe.stages import STAGE_KINDS
-from clapsweep.sweep.axes import apply_overrides, expand_rows
-from clapsweep.sweep.search_spec import SearchSpec, check_search
 
 TEACHER_DATASETS = ("fsd50k", "clotho", "audiocaps", "macs")
 TASK_DATASETS = ("esc50", "us8k", "tut17")
@@ -173,7 +173,7 @@ class SweepSpec:
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
     """Read and validate a sweep file, with command-line `overrides` (PATH=VALUE, see
-    clapsweep.sweep.axes) applied first; every error message starts with the file name."""
+    clapsweep.recipe.axes) applied first; every error message starts with the file name."""
     try:
         spec = parse_spec(apply_overrides(load_yaml(path), overrides or []))
         spec.overrides = list(overrides or [])
@@ -186,7 +186,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec
 
 def parse_spec(data: dict, cwd: str | Path | None = None) -> SweepSpec:
     """Validate plain data into a SweepSpec; relative paths are taken from `cwd`. Rows with
-    list-valued fields are expanded first (clapsweep.sweep.axes)."""
+    list-valued fields are expanded first (clapsweep.recipe.axes)."""
     grid = data.get("grid")
     if isinstance(grid, dict) and "rows" in grid:
         data = {**data, "grid": {**grid, "rows": expand_rows(grid["rows"])}}

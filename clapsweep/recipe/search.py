@@ -331,9 +331,11 @@ def param_space(search: Any) -> dict[str, Any]:
 def search_alg(search: Any) -> Any:
     """Tune's searcher: random and grid sample the space (seeded), optuna is TPE."""
     if search.searcher == "optuna":
+        import optuna
         from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per study and trial
         return ConcurrencyLimiter(OptunaSearch(seed=search.seed), search.max_concurrent)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 

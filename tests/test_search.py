@@ -193,3 +193,74 @@ def test_a_search_killed_and_restarted_then_rerun_on_the_test_folds(tmp_path):
     assert test_evals and all(
         set(m["result"]["folds_evaluated"]["esc50"]) == {"2", "3", "4", "5"} for m in test_evals
     )
+
+
+def test_the_chosen_values_replace_the_row_for_their_task_only():
+    from clapsweep.recipe.search import final_spec, trial_row
+
+    data = load_yaml(SMOKE)
+    data["grid"]["rows"] = [
+        {"name": "DU", "strategy": "du", "sigma": 0.1},
+        {"name": "DS", "strategy": "ds", "sigma_ds": 0.3, "beta": 0.3},
+    ]
+    data["search"] = {
+        "row": "DS",
+        "tasks": ["esc50"],
+        "space": {"sigma_ds": {"uniform": [0.2, 0.4]}, "epochs": {"choice": [1, 2]}},
+    }
+    spec = parse_spec(data)
+    chosen = {"esc50": {"best": {"values": {"sigma_ds": 0.25, "epochs": 2}}}}
+    rows = final_spec(spec, chosen).grid.rows
+    assert [(r.name, r.tasks) for r in rows] == [
+        ("DU", None),
+        ("DS", ["us8k", "tut17"]),  # not searched: as written
+        ("DS", ["esc50"]),
+    ]
+    assert rows[1].sigma_ds == 0.3 and rows[2].sigma_ds == 0.25 and rows[2].beta == 0.3
+    assert rows[2].train == {"epochs": 2} and isinstance(rows[2].train["epochs"], int)
+    assert trial_row(rows[1], "esc50", {"beta": 0.6}).beta == 0.6
+
+
+def test_searchers_and_scheduler_follow_the_section():
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    from clapsweep.recipe.search import max_epochs, param_space, scheduler, search_alg
+
+    spec = _parse({"searcher": "optuna", "max_concurrent": 3})
+    alg = search_alg(spec.search)
+    assert isinstance(alg, ConcurrencyLimiter) and alg.max_concurrent == 3
+    assert isinstance(search_alg(_parse({}).search), BasicVariantGenerator)
+    space = param_space(spec.search)
+    assert 0.2 <= space["sigma_ds"].sample() <= 0.4
+    epochs = max_epochs(spec)
+    assert epochs == spec.student_train().epochs
+    assert isinstance(scheduler(spec.search, 3), ASHAScheduler)
+    assert scheduler(spec.search, 1) is None  # nothing to stop before the last epoch
+    assert scheduler(_parse({"scheduler": "none"}).search, 3) is None
+
+
+def test_search_evals_read_only_validation_folds_and_test_evals_leave_them_out():
+    from collections import defaultdict
+
+    from clapsweep.recipe.plan import build_plan
+
+    spec = _parse({"validation": {"tut17": ["evaluation"]}})
+    prints = defaultdict(lambda: "fp")
+    for split, key in (("validation", "folds"), ("test", "exclude_folds")):
+        evals = [s for s in build_plan(spec, prints, split).stages.values() if s.kind == "eval"]
+        assert evals
+        for stage in evals:
+            folds = stage.config[key]
+            assert folds == {t: VALID[t] for t in stage.config["data"]["tasks"]}, folds
+            # A search compares zero-shot only: no held-out captions for retrieval.
+            assert (stage.config["data"]["teacher"] == []) == (split == "validation")
+    data = load_yaml(SMOKE)  # without search: no fold keys, so keys stay as they were
+    plain = build_plan(parse_spec(data), prints)
+    assert not any(
+        "folds" in s.config or "exclude_folds" in s.config for s in plain.stages.values()
+    )
+
+
+VALID = {"esc50": ["1"], "us8k": ["1"], "tut17": ["evaluation"]}

@@ -290,9 +290,12 @@ def merged_splits(overrides: dict[str, list[str]] | None, defaults: dict) -> dic
 
 
 @dataclass
-class DataConfig:
+class DataSources:
+    """Which datasets a job or a sweep reads and how: one definition for both (a hand job's
+    DataConfig adds its teacher fraction, a sweep's DataSpec its custom tasks)."""
+
     root: str = "data/synthworld"
-    synth: SynthConfig | None = None
+    synth: SynthConfig | None = None  # generate synthworld into root on first use
     teacher: list[Literal["fsd50k", "clotho", "audiocaps", "macs"]] = field(
         default_factory=lambda: ["fsd50k", "clotho", "audiocaps", "macs"]
     )
@@ -300,15 +303,22 @@ class DataConfig:
     tasks: list[Literal["esc50", "us8k", "tut17"]] = field(
         default_factory=lambda: ["esc50", "us8k", "tut17"]
     )
-    fraction: float = bounded(1.0, 0.0, 1.0)  # teacher data fraction
-    cache: bool = True  # keep decoded, resampled audio beside the output folder, in OUT.cache/
+    cache: bool = True  # keep decoded, resampled audio (a job: in OUT.cache/)
     # Which splits train the teacher and which measure retrieval, per teacher dataset
     # (datasets not named keep TEACHER_SPLITS / RETRIEVAL_SPLITS).
     splits: dict[str, list[str]] = field(default_factory=dict)
     retrieval_splits: dict[str, list[str]] = field(default_factory=dict)
     # Drop the teacher clips cut from the same recording (Freesound sound, YouTube video) as a
-    # clip of one of `tasks`, before the fraction is taken (clapsweep.data.overlap).
+    # clip of one of `tasks`, before the fraction is taken (clapsweep.data.overlap). It
+    # enters stage keys only when true, so configs without it keep their keys.
     exclude_overlap: bool = False
+
+
+@dataclass
+class DataConfig(DataSources):
+    """A hand job's data: the sources and the teacher data fraction."""
+
+    fraction: float = bounded(1.0, 0.0, 1.0)
 
 
 @dataclass

@@ -18,9 +18,9 @@ from typing import Any, Literal
 from clapsweep.config import (
     RETRIEVAL_SPLITS,
     TEACHER_SPLITS,
+    DataSources,
     FrontendConfig,
     ModelConfig,
-    SynthConfig,
     TrainConfig,
     bounded,
     from_dict,
@@ -49,24 +49,18 @@ _NAME = re.compile(r"[a-z0-9_-]+")
 
 
 @dataclass
-class DataSpec:
-    root: str
-    synth: SynthConfig | None = None  # generate synthworld into root on first use
+class DataSpec(DataSources):
+    """A sweep's data: the sources (root required; teacher fractions are grid's), with
+    custom tasks. The default teacher order is the sweeps' own (a hand job's differs, and
+    changing either would change the pairs' order, hence the numbers)."""
+
+    root: str = field(default=dataclasses.MISSING)  # no default: a sweep names its data
     teacher: list[Literal["fsd50k", "clotho", "audiocaps", "macs"]] = field(
         default_factory=lambda: ["clotho", "audiocaps", "fsd50k", "macs"]
     )
-    wild: Literal["audioset"] = "audioset"
     # Built-in tasks (TASK_DATASETS) and names of custom_tasks.
     tasks: list[str] = field(default_factory=lambda: ["esc50", "us8k", "tut17"])
     custom_tasks: dict[str, CustomTaskSpec] = field(default_factory=dict)
-    cache: bool = True  # decoded-audio cache under <store or workdir>/cache
-    # Teacher-training and retrieval splits per teacher dataset; the datasets not named keep
-    # the paper's (clapsweep.config.TEACHER_SPLITS, RETRIEVAL_SPLITS).
-    splits: dict[str, list[str]] = field(default_factory=dict)
-    retrieval_splits: dict[str, list[str]] = field(default_factory=dict)
-    # Drop teacher clips sharing a source recording with a task clip (clapsweep.data.overlap);
-    # it enters the stage keys only when true, so sweeps without it keep their keys.
-    exclude_overlap: bool = False
 
 
 @dataclass

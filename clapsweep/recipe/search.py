@@ -144,7 +144,8 @@ def run_trial(
     )
     how = run_stages(stages, execute, report)
     store = Store(spec.workdir, spec.store)
-    accuracy = store.meta(stages[-1].name)["result"][task]["accuracy"]
+    evaluation = next(s for s in stages if s.kind == "eval")  # the student's, on validation
+    accuracy = store.meta(evaluation.name)["result"][task]["accuracy"]
     epochs = store.meta(student.name)["result"]["epochs"]
     record = {
         "trial": trial,

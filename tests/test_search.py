@@ -186,6 +186,10 @@ def test_a_search_killed_and_restarted_then_rerun_on_the_test_folds(tmp_path):
     assert "chosen: " in text and "test (folds other than 1): " in text, text
     assert "n=2" in text and "6 trials" in text, text
     assert (tmp_path / "search.png").stat().st_size > 0
+    status = subprocess.run(
+        [sys.executable, "-m", "clapsweep", "status", str(spec)], capture_output=True, text=True
+    )
+    assert status.returncode == 0 and "resolves differently" not in status.stderr, status.stderr
     evals = [
         json.loads(m.read_text()) for m in (tmp_path / "store" / "stages").glob("eval-*/meta.json")
     ]

@@ -27,7 +27,7 @@ from clapsweep.cli.show import (
     size,
     table,
 )
-from clapsweep.recipe.search import run_method
+from clapsweep.recipe.search import run_method, with_search_results
 from clapsweep.recipe.spec import SweepSpec, load_spec
 from clapsweep.sweep.local import Interrupted, stop_signals
 from clapsweep.sweep.runner import describe_plan, status
@@ -269,7 +269,7 @@ def _dry_run(spec: SweepSpec, as_json: bool) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from clapsweep.sweep.slurm_backend import jobs_path, slurm_jobs
 
-    spec = load_with_overrides(args)
+    spec = with_search_results(load_with_overrides(args))  # a search's chosen values
     info = status(spec)
     # The sweep's pending/running SLURM jobs, if it ever ran on SLURM (jobs.json).
     info["slurm_jobs"] = slurm_jobs(spec.workdir) if jobs_path(spec.workdir).is_file() else []
@@ -318,7 +318,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     (clapsweep.sweep.verify)."""
     from clapsweep.sweep.verify import pick_stages, verify_stage
 
-    spec = load_with_overrides(args)
+    spec = with_search_results(load_with_overrides(args))
     stages = pick_stages(spec, args.stage)
     bad = 0
     for stage in stages:

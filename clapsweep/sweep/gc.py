@@ -70,6 +70,10 @@ def collect(root: str | Path, delete: bool = False) -> dict[str, Any]:
 
 def _stage_name(path: Path) -> str:
     name = path.name.lstrip(".")
-    for suffix in (".partial", ".failed.json"):
+    for suffix in (
+        ".partial",
+        ".failed.json",
+        ".claim",
+    ):  # a claim (sweep.search) follows its stage
         name = name.removesuffix(suffix)
     return name.split(".replaced-")[0].split(".removed-")[0]

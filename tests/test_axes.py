@@ -109,8 +109,8 @@ def test_overrides_set_values_like_the_file_and_are_checked_as_strictly(tmp_path
 
 
 def test_a_run_records_its_overrides_in_spec_yaml(tmp_path):
+    from clapsweep.recipe.run import _write_records
     from clapsweep.store import Store
-    from clapsweep.sweep.runner import _write_records
 
     rows = copy.deepcopy(BASE["grid"]["rows"])
     spec = spec_with(tmp_path, rows, ["train.lr=3e-4"], workdir=str(tmp_path / "w"))

@@ -18,8 +18,8 @@ from clapsweep.data.custom import (
 from clapsweep.data.manifest import DatasetError
 from clapsweep.errors import ConfigError
 from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.run import run_sweep
 from clapsweep.recipe.spec import load_spec
-from clapsweep.sweep.runner import run_sweep
 
 SMOKE = Path(__file__).parents[1] / "sweeps" / "smoke.yaml"
 BUILTIN_PRINTS = ["clotho", "audiocaps", "fsd50k", "macs", "audioset", "esc50", "us8k", "tut17"]

@@ -17,8 +17,8 @@ from clapsweep.bench.estimate import window_count
 from clapsweep.bench.figures import load_figures, record_figures, speed_key
 from clapsweep.cli import main
 from clapsweep.data import synthworld
+from clapsweep.recipe.run import run_sweep
 from clapsweep.recipe.spec import load_spec
-from clapsweep.sweep.runner import run_sweep
 
 TRAIN_RATE, EVAL_RATE = 8.0, 4.0
 SWEEP = """\

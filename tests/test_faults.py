@@ -73,9 +73,9 @@ def stage(kind, config, inputs, out, report=None):
 def cli(argv: list[str]) -> int:
     """The driver subprocess: clapsweep's command line with `stage` as the stage function."""
     from clapsweep import cli as command_line
-    from clapsweep.sweep import runner
+    from clapsweep.recipe import run
 
-    runner.pipeline_stage = stage
+    run.pipeline_stage = stage
     return command_line.main(argv)
 
 

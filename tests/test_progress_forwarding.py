@@ -17,11 +17,11 @@ import pytest
 from clapsweep.config import load_yaml
 from clapsweep.errors import UserError
 from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.run import ensure_data
 from clapsweep.recipe.spec import parse_spec
 from clapsweep.sweep.executor import StageExecutor, StageFailed
 from clapsweep.sweep.local import LocalBackend, Throttle
 from clapsweep.sweep.plan import PlannedStage
-from clapsweep.sweep.runner import ensure_data
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,10 +8,10 @@ import yaml
 from test_runner import FakeStages, write_spec
 
 from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.run import describe_plan, run_sweep
 from clapsweep.recipe.spec import load_spec
 from clapsweep.store import Store
 from clapsweep.sweep.gc import collect
-from clapsweep.sweep.runner import describe_plan, run_sweep
 
 ONE = {"seed": [0, 1], "teacher_fraction": [1.0], "rows": [
     {"name": "DU", "strategy": "du", "sigma": [0.3, 0.4]}]}  # fmt: skip

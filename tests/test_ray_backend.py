@@ -21,9 +21,10 @@ from conftest import owner_of, stub_data_root
 from clapsweep.config import load_yaml
 from clapsweep.errors import UserError
 from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.run import ensure_data, make_backend, run_sweep
 from clapsweep.recipe.spec import ResourceSpec, load_spec, parse_spec
 from clapsweep.store import Store
-from clapsweep.sweep.runner import StageExecutor, ensure_data, make_backend, run_sweep
+from clapsweep.sweep.executor import StageExecutor
 from clapsweep.sweep.tracking import WandbTracker
 
 ROOT = Path(__file__).resolve().parent.parent

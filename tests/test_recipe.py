@@ -10,8 +10,8 @@ from clapsweep import curate
 from clapsweep.cli import main
 from clapsweep.recipe import strategies
 from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.run import run_sweep
 from clapsweep.recipe.spec import load_spec
-from clapsweep.sweep.runner import run_sweep
 
 SMOKE = Path(__file__).parents[1] / "sweeps" / "smoke.yaml"
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from clapsweep.cli import main
+from clapsweep.recipe.run import run_sweep
 from clapsweep.recipe.spec import load_spec
-from clapsweep.sweep.runner import run_sweep
 
 SMOKE = Path(__file__).parents[1] / "sweeps" / "smoke.yaml"
 OUTPUTS = (".pt", ".npy", ".npz", ".json")

@@ -26,10 +26,10 @@ from conftest import stub_data_root
 from clapsweep.cli import sweep as commands
 from clapsweep.errors import UserError
 from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.run import describe_plan, run_sweep, status
 from clapsweep.recipe.spec import load_spec
 from clapsweep.store import Store
 from clapsweep.sweep.local import LocalBackend
-from clapsweep.sweep.runner import describe_plan, run_sweep, status
 from clapsweep.sweep.state import stage_state
 
 TESTS = Path(__file__).resolve().parent

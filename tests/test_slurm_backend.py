@@ -31,18 +31,13 @@ from conftest import stub_data_root
 from clapsweep.cli import sweep as commands
 from clapsweep.errors import ConfigError, UserError
 from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.run import make_backend, run_sweep, slurm_profile
 from clapsweep.recipe.spec import load_spec
 from clapsweep.store import Store
 from clapsweep.sweep import slurm_backend
+from clapsweep.sweep.executor import StageExecutor, StageFailed
 from clapsweep.sweep.local import LocalBackend
 from clapsweep.sweep.plan import PlannedStage
-from clapsweep.sweep.runner import (
-    StageExecutor,
-    StageFailed,
-    make_backend,
-    run_sweep,
-    slurm_profile,
-)
 from clapsweep.sweep.slurm_backend import (
     SlurmBackend,
     cluster_max_array_size,

@@ -10,8 +10,8 @@ import pytest
 
 from clapsweep.cli import main
 from clapsweep.curate import ImprovementSet
+from clapsweep.recipe.run import run_sweep
 from clapsweep.recipe.spec import load_spec
-from clapsweep.sweep.runner import run_sweep
 
 SMOKE = Path(__file__).parents[1] / "sweeps" / "smoke.yaml"
 TASKS = ("esc50", "us8k", "tut17")

@@ -20,8 +20,9 @@ from clapsweep import cli
 from clapsweep.cli import sweep as commands
 from clapsweep.errors import UserError
 from clapsweep.recipe.plan import build_plan
+from clapsweep.recipe.run import make_tracker, run_sweep
 from clapsweep.recipe.spec import load_spec
-from clapsweep.sweep.runner import Tracker, make_tracker, run_sweep
+from clapsweep.sweep.executor import Tracker
 from clapsweep.sweep.sync import offline_runs, sync_command, sync_sweep
 from clapsweep.sweep.tracking import WandbTracker, offline_run_folders, run_id
 

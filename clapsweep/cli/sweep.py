@@ -27,10 +27,10 @@ from clapsweep.cli.show import (
     size,
     table,
 )
+from clapsweep.recipe.run import describe_plan, status
 from clapsweep.recipe.search import run_method, with_search_results
 from clapsweep.recipe.spec import SweepSpec, load_spec
 from clapsweep.sweep.local import Interrupted, stop_signals
-from clapsweep.sweep.runner import describe_plan, status
 from clapsweep.sweep.state import STATES
 
 _SWEEP = {"metavar": "SWEEP", "help": "the sweep's YAML file"}
@@ -252,7 +252,7 @@ def _dry_run(spec: SweepSpec, as_json: bool) -> int:
     plan = build_plan(spec)  # once: describe_plan and the estimate share it
     info = describe_plan(spec, plan) | {"dry_run": True}
     if spec.backend.kind == "slurm":
-        from clapsweep.sweep.runner import slurm_profile
+        from clapsweep.recipe.run import slurm_profile
         from clapsweep.sweep.slurm_backend import describe_requests
 
         info["slurm_requests"] = describe_requests(slurm_profile(spec), spec.name)

@@ -394,8 +394,8 @@ def run_method(
     spec: SweepSpec, search_only: bool = False, on_event: OnEvent | None = None, **kw: Any
 ) -> dict[str, Any]:
     """`clapsweep run`: the sweep, after its search when it has one (`search_only`: stop
-    after the search). Other keywords go to runner.run_sweep."""
-    from clapsweep.sweep.runner import ensure_data, make_tracker, run_sweep
+    after the search). Other keywords go to run.run_sweep."""
+    from clapsweep.recipe.run import ensure_data, make_tracker, run_sweep
 
     if spec.search is None:
         return run_sweep(spec, on_event=on_event, **kw)

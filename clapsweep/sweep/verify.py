@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from clapsweep.errors import UserError
+from clapsweep.recipe.run import sweep_plan
 from clapsweep.recipe.spec import SweepSpec
 from clapsweep.store import META, Store, output_files
-from clapsweep.sweep.runner import StageFn, pipeline_stage, stage_config, sweep_plan
+from clapsweep.sweep.executor import StageFn, pipeline_stage, stage_config
 
 
 def pick_stages(spec: SweepSpec, wanted: list[str] | None) -> list:

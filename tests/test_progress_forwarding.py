@@ -10,6 +10,7 @@ Ray backend's forwarding is tested in test_ray_backend.py (it needs that file's 
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -123,10 +124,12 @@ def test_real_training_stages_in_two_workers_report_their_steps(tmp_path) -> Non
     tracker = WandbTracker(spec)
     execute = StageExecutor(spec.workdir, spec.name, tracker=tracker, on_event=events.append)
     backend = LocalBackend(workers=2)
+    started = time.monotonic()
     try:
         results = backend.run_layer(teachers, execute)
     finally:
         backend.close()
+    elapsed = time.monotonic() - started  # each stage ran within it
     progress = progress_of(events)
     for teacher in teachers:
         result = results[teacher.name]
@@ -134,8 +137,9 @@ def test_real_training_stages_in_two_workers_report_their_steps(tmp_path) -> Non
         steps = [e["metrics"]["step"] for e in progress[teacher.name] if "step" in e["metrics"]]
         assert steps == sorted(set(steps)) and steps[0] == 1
         assert steps[-1] == result["steps"] == progress[teacher.name][-1]["metrics"]["total_steps"]
-        # At most one every 0.5 s, plus the first and the last held back.
-        assert len(progress[teacher.name]) <= result["train_seconds"] / 0.5 + 2
+        # At most one every 0.5 s of wall time, plus the first and the last held back
+        # (train_seconds is too tight: it leaves out checkpoints and the stage's start).
+        assert len(progress[teacher.name]) <= elapsed / 0.5 + 2
         last = progress[teacher.name][-1]
         assert last["kind"] == "teacher"
         assert {"loss", "samples_per_s", "total_steps"} <= set(last["metrics"])

@@ -47,8 +47,14 @@ def make_backend(
         from clapsweep.sweep.slurm_backend import SlurmBackend
 
         return SlurmBackend(slurm_profile(spec), spec.name, Store(spec.workdir, spec.store))
+    return ray_backend(spec)
+
+
+def ray_backend(spec: SweepSpec) -> Any:
+    """The Ray backend of the spec's backend options (a search's Ray, whatever the kind)."""
     from clapsweep.sweep.ray_backend import RayBackend  # imports ray: only when used
 
+    b = spec.backend
     resources = {kind: dataclasses.asdict(r) for kind, r in b.resources.items()}
     return RayBackend(spec.workdir, b.address, b.max_concurrent, resources)
 

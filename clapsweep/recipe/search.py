@@ -32,6 +32,7 @@ from clapsweep.recipe.spec import GridSpec, RowSpec, SweepSpec
 from clapsweep.store import Store, write_json
 from clapsweep.sweep.executor import OnEvent, StageExecutor
 from clapsweep.sweep.plan import PlannedStage
+from clapsweep.sweep.ray_backend import DEFAULT_RESOURCES
 
 METRIC = "val_accuracy"
 THRESHOLD_AXES = ("sigma", "sigma_ds")
@@ -207,19 +208,19 @@ def load_result(spec: SweepSpec, task: str) -> dict[str, Any] | None:
     return result if result.get("signature") == signature(spec, task) else None
 
 
-def run_search(
-    spec: SweepSpec, connect: Any, tracker: Any, on_event: OnEvent | None = None
-) -> dict:
+def run_search(spec: SweepSpec, ray: Any, tracker: Any, on_event: OnEvent | None = None) -> dict:
     """Search every task of the spec's search (skipping those already searched); returns
-    {task: search result}. `connect()` starts or joins Ray."""
+    {task: search result}. `ray` is a RayBackend: it starts or joins Ray, and its student
+    resources are each trial's."""
     emit = on_event or (lambda event: None)
     prints = data_fingerprints(spec)
     results = {}
     for task in search_tasks(spec):
         result = load_result(spec, task)
         if result is None:
-            connect()
-            result = _search_task(spec, task, prints, tracker, emit)
+            ray.connect()
+            student = ray.resources.get("student", DEFAULT_RESOURCES)
+            result = _search_task(spec, task, prints, tracker, student, emit)
         emit(
             {
                 "event": "search",
@@ -232,7 +233,9 @@ def run_search(
     return results
 
 
-def _search_task(spec: SweepSpec, task: str, prints: dict, tracker: Any, emit: OnEvent) -> dict:
+def _search_task(
+    spec: SweepSpec, task: str, prints: dict, tracker: Any, resources: dict, emit: OnEvent
+) -> dict:
     from ray import tune
 
     from clapsweep.sweep.search import tune_search
@@ -256,7 +259,7 @@ def _search_task(spec: SweepSpec, task: str, prints: dict, tracker: Any, emit: O
         scheduler=scheduler(search, max_epochs(spec)),
         num_samples=search.num_samples or (1 if search.searcher == "grid" else 8),
         max_concurrent=search.max_concurrent,
-        resources=_resources(spec),
+        resources=resources,
     )
     trials = [_trial_summary(r, folder) for r in grid]
     trials.sort(key=lambda t: t["trial"])
@@ -308,11 +311,6 @@ def max_epochs(spec: SweepSpec) -> int:
     if dist:
         epochs = max(next(iter(dist.values())))
     return int(epochs)
-
-
-def _resources(spec: SweepSpec) -> dict[str, float]:
-    want = spec.backend.resources.get("student")
-    return {"cpu": want.cpu if want else 1.0, "gpu": want.gpu if want else 0.0}
 
 
 def param_space(search: Any) -> dict[str, Any]:
@@ -395,19 +393,16 @@ def run_method(
 ) -> dict[str, Any]:
     """`clapsweep run`: the sweep, after its search when it has one (`search_only`: stop
     after the search). Other keywords go to run.run_sweep."""
-    from clapsweep.recipe.run import ensure_data, make_tracker, run_sweep
+    from clapsweep.recipe.run import ensure_data, make_tracker, ray_backend, run_sweep
 
     if spec.search is None:
         return run_sweep(spec, on_event=on_event, **kw)
-    from clapsweep.sweep.ray_backend import RayBackend
-
     ensure_data(spec, on_event)
-    resources = {k: dataclasses.asdict(r) for k, r in spec.backend.resources.items()}
-    ray = RayBackend(spec.workdir, spec.backend.address, 0, resources)
+    ray = ray_backend(spec)
     started = time.time()
     try:
         with Store(spec.workdir, spec.store).lock():
-            results = run_search(spec, ray.connect, make_tracker(spec), on_event)
+            results = run_search(spec, ray, make_tracker(spec), on_event)
     finally:
         ray.close()
     if search_only:

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from clapsweep.errors import UserError
+from clapsweep.recipe.search import METRIC
 from clapsweep.report.load import Sweep
-
-METRIC = "val_accuracy"
 
 
 def search_report(sweep: Sweep) -> list[dict[str, Any]]:

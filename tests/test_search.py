@@ -226,6 +226,9 @@ def test_the_chosen_values_replace_the_row_for_their_task_only():
 
 
 def test_searchers_and_scheduler_follow_the_section():
+    from clapsweep.sweep.ray_backend import ray_environment
+
+    ray_environment()  # before Ray's first import here, as RayBackend.connect does
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.basic_variant import BasicVariantGenerator

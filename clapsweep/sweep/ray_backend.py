@@ -64,6 +64,13 @@ LOCAL_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 DEFAULT_RESOURCES = {"cpu": 1.0, "gpu": 0.0}
 
 
+def ray_environment(local: bool = True) -> None:
+    """Set what Ray reads when it is imported (quiet output; a local Ray on loopback only).
+    Call it before the first `import ray` of the process: connect does."""
+    for key, value in (QUIET_ENV | (LOCAL_ONLY_ENV if local else {})).items():
+        os.environ.setdefault(key, value)
+
+
 class RayBackend(Backend):
     """Runs each layer as a Ray Tune experiment; see the module docstring. `workdir`: where
     Tune's folders go when execute does not name one; `address`: a Ray cluster to join (None
@@ -98,8 +105,7 @@ class RayBackend(Backend):
     def connect(self) -> None:
         """Start a local Ray (loopback only) or join backend.address, once."""
         local = self.address is None
-        for key, value in (QUIET_ENV | (LOCAL_ONLY_ENV if local else {})).items():
-            os.environ.setdefault(key, value)
+        ray_environment(local)
         import ray
 
         # Tune logs every errored trial with its traceback; the store's log has it already.

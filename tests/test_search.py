@@ -271,3 +271,26 @@ def test_search_evals_read_only_validation_folds_and_test_evals_leave_them_out()
 
 
 VALID = {"esc50": ["1"], "us8k": ["1"], "tut17": ["evaluation"]}
+
+
+def test_report_search_mistakes_are_one_message_each(tmp_path, capsys):
+    from clapsweep.cli import main
+
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "plan.json").write_text('{"sweep": "x", "schema_version": 2, "stages": []}')
+    (work / "spec.yaml").write_text("name: x\n")
+    cases = [
+        ([], "sweep x: has no search section; --search reports searches"),
+        (["--format", "md"], "--search --format md: expected text or json"),
+    ]
+    for extra, message in cases:
+        assert main(["report", "--sweep", str(work), "--search", *extra]) == 2
+        assert message in capsys.readouterr().err
+    (work / "spec.yaml").write_text("name: x\nsearch: {row: DS}\n")
+    assert main(["report", "--sweep", str(work), "--search"]) == 2
+    assert f"no finished search in {work / 'search'}" in capsys.readouterr().err
+    (work / "search" / "esc50").mkdir(parents=True)
+    (work / "search" / "esc50" / "search.json").write_text('{"task": "esc50"}')
+    assert main(["report", "--sweep", str(work), "--search"]) == 2
+    assert "search.json: damaged; delete it and rerun" in capsys.readouterr().err

@@ -205,7 +205,9 @@ def load_result(spec: SweepSpec, task: str) -> dict[str, Any] | None:
         result = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return result if result.get("signature") == signature(spec, task) else None
+    if not isinstance(result, dict) or result.get("signature") != signature(spec, task):
+        return None  # another search's, or damaged: search again
+    return result
 
 
 def run_search(spec: SweepSpec, ray: Any, tracker: Any, on_event: OnEvent | None = None) -> dict:

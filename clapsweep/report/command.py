@@ -27,7 +27,12 @@ from clapsweep.report.load import Sweep, find_sweep, load_sweep, why
 from clapsweep.report.model import Table
 from clapsweep.report.plot import check_plot, plot_table
 from clapsweep.report.render import FORMATS, render, render_text
-from clapsweep.report.search import plot_search, render_search, search_report
+from clapsweep.report.search import (
+    check_search_format,
+    plot_search,
+    render_search,
+    search_report,
+)
 from clapsweep.report.sweep_plot import plot_sweep_table
 from clapsweep.report.sweep_render import render_sweep, render_sweep_text
 from clapsweep.report.sweeps import SweepTable, axis_table, paired_table
@@ -57,7 +62,9 @@ def report_command(
     one W&B summary run. Every check (table, format, plot file, tracking) comes before any
     output."""
     out, err = out or sys.stdout, err or sys.stderr
-    if not search:
+    if search:
+        check_search_format(fmt)
+    else:
         _check_options(number, by, folds, paired)
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")

@@ -12,6 +12,10 @@ from clapsweep.errors import UserError
 from clapsweep.recipe.search import METRIC
 from clapsweep.report.load import Sweep
 
+FORMATS = ("text", "json")
+# What clapsweep.recipe.search writes into search.json (and this report reads).
+RESULT_KEYS = {"task", "search", "validation_folds", "trials", "best", "seconds"}
+
 
 def search_report(sweep: Sweep) -> list[dict[str, Any]]:
     """Per searched task: its search.json, and the test accuracy of the chosen values per
@@ -25,7 +29,9 @@ def search_report(sweep: Sweep) -> list[dict[str, Any]]:
         try:
             result = json.loads(path.read_text())
         except (OSError, ValueError):
-            raise UserError(f"{path}: damaged; rerun `clapsweep run` to search again") from None
+            result = None
+        if not isinstance(result, dict) or not RESULT_KEYS <= set(result):
+            raise UserError(f"{path}: damaged; delete it and rerun `clapsweep run` to search again")
         result["test"] = _test_accuracy(sweep, search["row"], result["task"])
         out.append(result)
     if not out:
@@ -54,12 +60,15 @@ def _test_accuracy(sweep: Sweep, row: str, task: str) -> dict[str, float]:
     return {str(s): a for (f, s), a in sorted(found.items()) if f == fraction}
 
 
+def check_search_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise UserError(f"--search --format {fmt}: expected {' or '.join(FORMATS)}")
+
+
 def render_search(results: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
     if fmt == "json":
         out.write(json.dumps(results, indent=1) + "\n")
         return
-    if fmt != "text":
-        raise UserError(f"--search --format {fmt}: expected text or json")
     for r in results:
         _render_task(r, out)
 
